@@ -1,0 +1,129 @@
+# Board profile: plain JSON on the board's filesystem (board.json), validated against a schema so a
+# typo in a pin number or a missing key stops the boot with a message naming the key, instead of
+# driving the wrong GPIO. Every key is required; `null` means "not fitted".
+import json
+
+# Type codes: i int, n number, s str, b bool; a trailing ? allows null.
+_SCHEMA = {
+    "name": "s",
+    "mcu": "s",
+    "pins": {
+        "vbat_adc": "i",
+        "charger_present": "i?",
+        "power_fail": "i?",
+        "service": "i?",
+        "thermistor_adc": "i?",
+        "current_adc": "i?",
+        "status_led": "i?",
+    },
+    "battery": {
+        "cells_series": "i",
+        "chemistry": "s",
+        "capacity_mah": "n",
+        "r_nominal_mohm": "n",
+        "divider_ratio": "n",
+    },
+    "power": {
+        "brownout_v": "n",
+        "boost_converter": "b",
+        "idle_a": "n",
+        "sleep_a": "n",
+        "print_a": "n",
+        "receipt_s": "n",
+        "charge_a": "n",
+    },
+    "printer": {
+        "model": "s",
+        "uart_id": "i",
+        "baud": "i",
+        "tx": "i",
+        "rx": "i",
+        "busy": "i?",
+        "paper_mm": "i",
+        "columns": "i",
+        "encoding": "s",
+        "cutter": "b",
+    },
+    "host": {
+        "uart_id": "i",
+        "baud": "i",
+        "tx": "i?",
+        "rx": "i?",
+        "line_max": "i",
+        "items_max": "i",
+        "name_max": "i",
+        "amount_max": "i",
+    },
+    "journal": {
+        "label": "s",
+        "size_kb": "i",
+        "keep_last": "i",
+    },
+    "policy": {
+        "low_pct": "n",
+        "critical_pct": "n",
+        "shutdown_pct": "n",
+        "hysteresis_pct": "n",
+        "margin_mv": "n",
+        "heat_dots": "i",
+        "heat_time_us": "i",
+        "heat_interval_us": "i",
+    },
+}
+
+_MCUS = ("esp32", "esp32s3")
+
+
+class ProfileError(ValueError):
+    pass
+
+
+def _check_value(path, code, v):
+    if v is None:
+        if code.endswith("?"):
+            return
+        raise ProfileError("profile key '%s' must not be null" % path)
+    t = code[0]
+    ok = (
+        (t == "i" and isinstance(v, int) and not isinstance(v, bool))
+        or (t == "n" and isinstance(v, (int, float)) and not isinstance(v, bool))
+        or (t == "s" and isinstance(v, str))
+        or (t == "b" and isinstance(v, bool))
+    )
+    if not ok:
+        names = {"i": "an integer", "n": "a number", "s": "a string", "b": "true or false"}
+        raise ProfileError("profile key '%s' must be %s, got %r" % (path, names[t], v))
+
+
+def _check_section(prefix, schema, data):
+    if not isinstance(data, dict):
+        raise ProfileError("profile key '%s' must be an object" % prefix.rstrip("."))
+    for key in data:
+        if key not in schema:
+            raise ProfileError("unknown profile key '%s%s'" % (prefix, key))
+    for key, code in schema.items():
+        if key not in data:
+            raise ProfileError("missing profile key '%s%s'" % (prefix, key))
+        if isinstance(code, dict):
+            _check_section(prefix + key + ".", code, data[key])
+        else:
+            _check_value(prefix + key, code, data[key])
+
+
+def validate(data):
+    """Check a decoded profile; returns it, or raises ProfileError naming the offending key."""
+    _check_section("", _SCHEMA, data)
+    if data["mcu"] not in _MCUS:
+        raise ProfileError("profile key 'mcu' must be one of %s, got %r" % (", ".join(_MCUS), data["mcu"]))
+    return data
+
+
+def load(path="board.json"):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ProfileError("cannot read board profile %s: %s" % (path, e))
+    except ValueError as e:
+        raise ProfileError("board profile %s is not valid JSON: %s" % (path, e))
+    return validate(data)

@@ -1,0 +1,19 @@
+"""Shared loader for the reference discharge trace (used by the battery and replay tests)."""
+
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from pathlib import Path
+
+TRACE = Path("/work/shared/data/battery_fresh_25c.csv")
+
+
+@lru_cache(maxsize=1)
+def load() -> dict[str, list[float]]:
+    cols: dict[str, list[float]] = {"t_s": [], "i_a": [], "v_cell": [], "temp_c": [], "soc_usable": [], "printing": []}
+    with TRACE.open() as f:
+        for row in csv.DictReader(f):
+            for k, v in cols.items():
+                v.append(float(row[k]))
+    return cols

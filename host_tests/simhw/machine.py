@@ -1,0 +1,191 @@
+# Simulated `machine` module (MicroPython subset; never deployed). Every class is a thin view onto the
+# current simulated board (sim_board.current), so the firmware constructs them exactly as on an ESP32.
+# Signatures follow MicroPython's documentation for the esp32 port; host_tests/test_sim_api.py lists them.
+import sim_board
+import sim_clock
+import sim_power
+from sim_adc import ADC  # noqa: F401  (re-exported: machine.ADC)
+from sim_uart import UART  # noqa: F401  (re-exported: machine.UART)
+
+# machine.reset_cause() values of the esp32 port (ports/esp32/modmachine.c)
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+# machine.wake_reason() values of the esp32 port
+PIN_WAKE = 2
+EXT0_WAKE = 2
+EXT1_WAKE = 3
+TIMER_WAKE = 4
+
+_DEEPSLEEP_FOREVER = -1
+
+
+def _board():
+    b = sim_board.current
+    if b is None:
+        raise OSError("no simulated board is powered (sim_board.current is None)")
+    return b
+
+
+class Pin:
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_UP = 2
+    PULL_DOWN = 1
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+    WAKE_LOW = 4
+    WAKE_HIGH = 5
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        self._id = id
+        self._net = _board().pin_net(id)
+        self.init(mode, pull, value=value)
+
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        net = self._net
+        if mode != -1:
+            net.mode = mode
+        if pull != -1:
+            net.pull = pull
+        if value is not None:
+            net.out_level = 1 if value else 0
+
+    def value(self, x=None):
+        net = self._net
+        if x is None:
+            return net.read()
+        net.out_level = 1 if x else 0
+        return None
+
+    __call__ = value
+
+    def on(self):
+        self._net.out_level = 1
+
+    def off(self):
+        self._net.out_level = 0
+
+    def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
+        # Handlers are deferred through micropython.schedule like a soft IRQ on the ESP32.
+        self._net.irq_handler = handler
+        self._net.irq_trigger = trigger
+        self._net.irq_pin = self
+        return None
+
+    def __repr__(self):
+        return "Pin(%s)" % self._id
+
+
+class Signal:
+    def __init__(self, pin, invert=False):
+        self._pin = pin
+        self._invert = invert
+
+    def value(self, x=None):
+        if x is None:
+            return self._pin.value() ^ self._invert
+        self._pin.value((1 if x else 0) ^ self._invert)
+        return None
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        if timeout < 1:
+            raise ValueError("timeout too short")
+        _board().wdt_start(timeout)
+
+    def feed(self):
+        _board().wdt_feed()
+
+
+class RTC:
+    def __init__(self, id=0):
+        self._b = _board()
+
+    def datetime(self, dt=None):
+        import sim_rtc
+
+        if dt is None:
+            return sim_rtc.to_rtc_tuple(self._seconds())
+        self._b.set_wall_seconds(sim_rtc.from_rtc_tuple(dt))
+        return None
+
+    def init(self, dt):
+        self.datetime(dt)
+
+    def memory(self, data=None):
+        # Survives soft reset, deep sleep and WDT reset, not power loss (storage.md). 2 KiB on ESP32.
+        if data is None:
+            return bytes(self._b.rtc_memory)
+        if len(data) > 2048:
+            raise ValueError("buffer too long")
+        self._b.rtc_memory = bytes(data)
+        return None
+
+    def _seconds(self):
+        return self._b.wall_seconds()
+
+
+def reset_cause():
+    return _board().reset_cause
+
+
+def wake_reason():
+    return _board().wake_reason
+
+
+def reset():
+    raise sim_power.SoftReset("machine.reset()")
+
+
+def soft_reset():
+    raise sim_power.SoftReset("machine.soft_reset()")
+
+
+def deepsleep(time_ms=_DEEPSLEEP_FOREVER):
+    raise sim_power.DeepSleep(time_ms)
+
+
+def lightsleep(time_ms=_DEEPSLEEP_FOREVER):
+    if time_ms < 0:
+        raise ValueError("lightsleep forever is not simulated")
+    sim_clock.sleep_ms(time_ms)
+
+
+def idle():
+    # Wait for the next interrupt: in the simulation, the next world event or 1 ms.
+    sim_clock.CLOCK.advance_to_next_event(1000)
+
+
+def unique_id():
+    return _board().unique_id
+
+
+def freq(hz=None):
+    b = _board()
+    if hz is None:
+        return b.cpu_hz
+    b.cpu_hz = hz
+    return None
+
+
+def disable_irq():
+    return 0
+
+
+def enable_irq(state=0):
+    return None
+
+
+def bootloader():
+    raise NotImplementedError("no bootloader on a simulated board")

@@ -1,0 +1,168 @@
+# Simulated ESP32 / ESP32-S3 ADC (MicroPython subset; never deployed), re-exported as machine.ADC.
+#
+# API as in MicroPython's esp32 docs (machine.ADC): ADC(pin, *, atten), init(*, atten), atten(a),
+# width(w), read_u16(), read_uv(), read(); constants ATTN_0DB/2_5DB/6DB/11DB and WIDTH_9..12BIT.
+# The volts at the pin come from the current simulated board: sim_board.current.analog_v(pin_id).
+#
+# What is modelled, and where the numbers come from:
+# - Attenuation ranges: linear 100-950 / 100-1250 / 150-1750 / 150-2450 mV at 0 / 2.5 / 6 / 11 dB
+#   (MicroPython esp32 quickref, "ADC (analog to digital conversion)"); the raw code saturates at about
+#   1.1 / 1.5 / 2.2 / 3.1 V (ESP-IDF v4.4 ADC guide, attenuation table; 11 dB reads 4095 from ~3.1 V).
+#   Outside the linear range the ESP32 ADC is strongly non-linear (shared/reference/battery-and-printer.md):
+#   the transfer is compressed there (slope 1/2 above, quadratic toward 0 below).
+# - read_uv() applies the factory calibration; what is left is a per-unit error inside the documented
+#   worst case: ESP32 +/-23/30/40/60 mV, ESP32-S3 +/-5/6/10/50 mV at 0/2.5/6/11 dB (battery-and-printer.md).
+#   Each unit gets a fixed offset and gain error drawn from the board seed so that offset + gain error
+#   stays inside that band over the linear range.
+# - read_u16()/read() are uncalibrated: they also carry the chip's reference-voltage spread (ESP32 Vref
+#   1000-1200 mV around 1100 mV, ESP-IDF ADC calibration docs), i.e. up to +/-9 % of gain.
+# - Noise: about 25 LSB (battery-and-printer.md). Modelled as 25 LSB peak-to-peak, the sum of three
+#   uniform draws (bell-shaped, hard-bounded to +/-12.5 LSB), in 12-bit LSBs of the saturation range.
+import sim_board
+
+_CAL_BAND_MV = {
+    "esp32": (23, 30, 40, 60),
+    "esp32s3": (5, 6, 10, 50),
+}
+# (linear low V, linear high V, saturation V) per attenuation index 0..3
+_RANGES = (
+    (0.100, 0.950, 1.10),
+    (0.100, 1.250, 1.50),
+    (0.150, 1.750, 2.20),
+    (0.150, 2.450, 3.10),
+)
+_NOISE_PP_LSB = 25.0
+_VREF_SPREAD = 0.09  # 1000-1200 mV around 1100 mV
+
+
+class _Rng:
+    """xorshift32: deterministic per board seed and pin, identical on CPython and the unix port."""
+
+    def __init__(self, seed):
+        s = (seed * 2654435761 + 12345) & 0xFFFFFFFF
+        self.s = s if s else 0x9E3779B9
+        for _ in range(4):
+            self.next()
+
+    def next(self):
+        s = self.s
+        s ^= (s << 13) & 0xFFFFFFFF
+        s ^= s >> 17
+        s ^= (s << 5) & 0xFFFFFFFF
+        self.s = s
+        return s
+
+    def uniform(self, lo, hi):
+        return lo + (hi - lo) * (self.next() / 4294967296.0)
+
+
+def _pin_id(pin):
+    pid = getattr(pin, "_id", None)
+    if pid is None:
+        if not isinstance(pin, int):
+            raise TypeError("ADC needs a Pin or a pin number, got %r" % (pin,))
+        pid = pin
+    return pid
+
+
+def _transfer(v, lo, hi, sat):
+    """The ADC front end's effective input: linear inside [lo, hi], compressed outside, clipped."""
+    if v <= 0.0:
+        return 0.0
+    if v < lo:
+        return lo * (v / lo) * (v / lo)
+    if v > hi:
+        v = hi + (v - hi) * 0.5
+        return sat if v > sat else v
+    return v
+
+
+class ADC:
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+    WIDTH_9BIT = 0
+    WIDTH_10BIT = 1
+    WIDTH_11BIT = 2
+    WIDTH_12BIT = 3
+
+    def __init__(self, pin, *, atten=None):
+        board = sim_board.current
+        if board is None:
+            raise OSError("no simulated board is powered (sim_board.current is None)")
+        self._board = board
+        self._id = _pin_id(pin)
+        mcu = "esp32"
+        prof = getattr(board, "profile", None)
+        if prof is not None:
+            mcu = prof.get("mcu", "esp32")
+        self._bands = _CAL_BAND_MV.get(mcu, _CAL_BAND_MV["esp32"])
+        seed = getattr(board, "seed", 1)
+        unit = _Rng(seed * 131 + self._id)
+        # Per-unit calibrated residual: offset in +/-band/2, gain error so that the total stays in band.
+        self._off_frac = unit.uniform(-0.5, 0.5)
+        self._gain_frac = unit.uniform(-0.5, 0.5)
+        self._vref = 1.0 + unit.uniform(-_VREF_SPREAD, _VREF_SPREAD)
+        self._noise = _Rng(seed * 7919 + self._id * 31 + 1)
+        self._width_bits = 12
+        self._atten = 3
+        self.init(atten=atten)
+
+    # -- configuration ---------------------------------------------------------------------------
+    def init(self, *, atten=None):
+        # Creating an ADC or calling init() without atten= resets it to 11 dB (battery-and-printer.md).
+        self.atten(self.ATTN_11DB if atten is None else atten)
+
+    def atten(self, a):
+        if a not in (0, 1, 2, 3):
+            raise ValueError("invalid attenuation %r" % (a,))
+        self._atten = a
+
+    def width(self, w):
+        if w not in (0, 1, 2, 3):
+            raise ValueError("invalid width %r" % (w,))
+        self._width_bits = 9 + w
+
+    # -- the analogue path -----------------------------------------------------------------------
+    def _pin_v(self):
+        return float(self._board.analog_v(self._id))
+
+    def _noise_v(self, sat):
+        lsb = sat / 4095.0
+        r = self._noise
+        u = r.uniform(-1.0, 1.0) + r.uniform(-1.0, 1.0) + r.uniform(-1.0, 1.0)
+        return u * (_NOISE_PP_LSB / 6.0) * lsb
+
+    def _effective_v(self):
+        lo, hi, sat = _RANGES[self._atten]
+        return _transfer(self._pin_v() + self._noise_v(sat), lo, hi, sat), hi, sat
+
+    def _raw12(self):
+        v, hi, sat = self._effective_v()
+        code = int(v * self._vref / sat * 4095.0 + 0.5)
+        return 4095 if code > 4095 else (0 if code < 0 else code)
+
+    # -- readings ----------------------------------------------------------------------------------
+    def read_uv(self):
+        """Calibrated microvolts: true value plus this unit's residual error plus noise, in 12-bit steps."""
+        v, hi, sat = self._effective_v()
+        band = self._bands[self._atten] / 1000.0
+        v = v + self._off_frac * band + self._gain_frac * band * (v / hi)
+        lsb = sat / 4095.0
+        steps = int(v / lsb + 0.5)
+        if steps < 0:
+            steps = 0
+        elif steps > 4095:
+            steps = 4095
+        return int(steps * lsb * 1000000.0)
+
+    def read_u16(self):
+        r = self._raw12()
+        return (r << 4) | (r >> 8)
+
+    def read(self):
+        return self._raw12() >> (12 - self._width_bits)
+
+    def __repr__(self):
+        return "ADC(Pin(%d), atten=%d)" % (self._id, self._atten)

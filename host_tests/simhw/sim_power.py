@@ -1,0 +1,137 @@
+# The simulated board's power: a source (ideal bench supply, or the battery model) feeding named loads.
+# All load currents are pack-side amps. When the rail falls under the profile's brownout level the
+# board resets (ESP32 brownout detector: flash and RF power are cut, an in-progress program or erase
+# is aborted; shared/reference/storage.md), modelled by raising PowerLoss into whatever ran.
+
+# Resets are SystemExit subclasses on purpose: firmware's `except Exception` never swallows them, and
+# both asyncio implementations let them through a task to the runner (CPython keeps plain
+# BaseExceptions inside the task).
+
+
+class BoardReset(SystemExit):
+    cause = 0
+
+
+class PowerLoss(BoardReset):
+    """The rail fell under the brownout level, the pack was pulled, or a test cut the power."""
+
+    cause = 1  # machine.PWRON_RESET: the ESP32 reports a brownout as a power-on reset
+
+
+class WatchdogReset(BoardReset):
+    cause = 3  # machine.WDT_RESET
+
+
+class DeepSleep(BoardReset):
+    cause = 4  # machine.DEEPSLEEP_RESET
+
+    def __init__(self, ms):
+        BoardReset.__init__(self, "deepsleep")
+        self.ms = ms
+
+
+class SoftReset(BoardReset):
+    cause = 5  # machine.SOFT_RESET
+
+
+class SimulationEnd(BoardReset):
+    """The simulated world's time is up (not a reset: the runner stops)."""
+
+
+class IdealSupply:
+    """A bench supply: constant voltage, any current. The default until a battery model is attached."""
+
+    def __init__(self, volts):
+        self.volts = volts
+
+    def terminal_v(self, amps):
+        return self.volts
+
+    def step(self, dt_s, amps):
+        pass
+
+
+_MAX_LOG = 64  # power events kept for reports; older ones are dropped
+
+
+class PowerDomain:
+    def __init__(self, clock, brownout_v, source=None, restart_hysteresis_v=0.05):
+        self.clock = clock
+        self.brownout_v = brownout_v
+        # The ESP32 brownout detector has about 0.05 V of tolerance per level (storage.md); the
+        # chip restarts only once the rail is above the level again.
+        self.restart_v = brownout_v + restart_hysteresis_v
+        self.source = source if source is not None else IdealSupply(brownout_v + 1.0)
+        self.loads = {}
+        self.on = False
+        self.brownouts = 0
+        self.cuts = 0
+        self.min_v = None
+        self.log = []
+        clock.add_listener(self._on_time)
+
+    # -- loads ------------------------------------------------------------------------------------
+    def set_load(self, name, amps):
+        self.loads[name] = amps
+        if self.on:
+            self.check()
+
+    def total_a(self):
+        t = 0.0
+        for a in self.loads.values():
+            t += a
+        return t
+
+    def rail_v(self):
+        return self.source.terminal_v(self.total_a())
+
+    # -- supply ------------------------------------------------------------------------------------
+    def set_source(self, source):
+        self.source = source
+
+    def _on_time(self, t0_us, t1_us):
+        self.source.step((t1_us - t0_us) / 1000000, self.total_a())
+        if self.on:
+            self.check()
+
+    def check(self):
+        v = self.rail_v()
+        if self.min_v is None or v < self.min_v:
+            self.min_v = v
+        if v < self.brownout_v:
+            self.brownouts += 1
+            self.cut("brownout at %.3f V" % v)
+
+    def cut(self, reason="power pulled"):
+        """Power fails now: raise PowerLoss into whatever the board was doing."""
+        if not self.on:
+            return
+        self.on = False
+        self.cuts += 1
+        self._note(reason)
+        raise PowerLoss(reason)
+
+    def require(self):
+        """Hardware that needs power (flash, UART) calls this: nothing runs on a dead board."""
+        if not self.on:
+            raise PowerLoss("no power")
+
+    def pull_at_ms(self, t_ms, reason="pack pulled"):
+        """Schedule a power cut at absolute world time t_ms (a test or the simulator pulling the pack)."""
+
+        def fire():
+            self.cut(reason)
+
+        return self.clock.call_at_us(int(t_ms * 1000), fire)
+
+    def can_start(self):
+        return self.source.terminal_v(self.total_a()) >= self.restart_v
+
+    def _note(self, what):
+        if len(self.log) >= _MAX_LOG:
+            self.log.pop(0)
+        self.log.append((self.clock.now_ms(), what))
+
+
+# The power domain of the current simulated world (set by sim_board.Board).
+POWER = None

@@ -1,0 +1,54 @@
+"""The MicroPython gate catches what CPython forgives, and the shipped firmware passes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from posguard_tools import mpgate, paths
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "fw"
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root
+
+
+def test_cpython_only_import_is_rejected_on_the_unix_port(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "probe_pkg/__init__.py": "",
+            "probe_pkg/good.py": "from micropython import const\nX = const(3)\n",
+            "probe_pkg/bad.py": "import dataclasses\n\n@dataclasses.dataclass\nclass Sale:\n    id: str\n",
+        },
+    )
+    assert mpgate.compile_errors(root) == []  # it is valid syntax: only the real VM notices
+    errors = mpgate.import_errors(root)
+    assert len(errors) == 1 and errors[0].startswith("probe_pkg.bad") and "dataclasses" in errors[0]
+
+
+def test_syntax_micropython_lacks_is_rejected_by_mpy_cross(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "probe_pkg/__init__.py": "",
+            "probe_pkg/m.py": "def f(x):\n    match x:\n        case 1:\n            return 2\n",
+        },
+    )
+    errors = mpgate.compile_errors(root)
+    assert len(errors) == 1 and errors[0].startswith("probe_pkg/m.py")
+
+
+def test_heap_hungry_module_is_rejected_at_the_esp32_heap_size(tmp_path: Path) -> None:
+    # 200 KB at import time fits CPython and a desktop MicroPython, not an ESP32 without PSRAM.
+    root = _tree(tmp_path, {"probe_pkg/__init__.py": "", "probe_pkg/big.py": "BUF = bytearray(200 * 1024)\n"})
+    errors = mpgate.import_errors(root)
+    assert errors and "MemoryError" in errors[0]
+
+
+def test_shipped_firmware_passes_the_gate() -> None:
+    assert mpgate.compile_errors(paths.FIRMWARE) == []
+    assert mpgate.import_errors(paths.FIRMWARE) == []

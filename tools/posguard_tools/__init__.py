@@ -1,0 +1,1 @@
+"""Host tools for posguard (CPython only): simulator, virtual board, deploy, receipt renderer, journal dump."""
