@@ -67,7 +67,9 @@ def stage_pytest(extra: list[str]) -> tuple[bool, str]:
         tail.append(line.rstrip())
         del tail[:-40]
     rc = p.wait()
-    by_runtime = [ln.strip() for ln in tail if " passed, " in ln and ("CPython" in ln or "MicroPython" in ln)]
+    by_runtime = [
+        re.sub(r"\s+", " ", ln.strip()) for ln in tail if " passed, " in ln and ("CPython" in ln or "MicroPython" in ln)
+    ]
     final = next((ln.strip("= ") for ln in reversed(tail) if re.search(r"\d+ (passed|failed)", ln)), "no result")
     return rc == 0, "; ".join(by_runtime + [final])
 
