@@ -182,7 +182,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         tr.write_line(f"{label:48s} {p:4d} passed, {f:d} failed")
     if _mpy_heap:
         worst = max(_mpy_heap.items(), key=lambda kv: kv[1])
-        tr.write_line(f"peak firmware heap on the unix port (above the pinned budget): {worst[1]} bytes ({worst[0]})")
+        tr.write_line(f"most heap a unix-port test left live (of the 110 KB budget): {worst[1]} bytes ({worst[0]})")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from posguard_tools import mpgate, paths
@@ -42,11 +43,26 @@ def test_syntax_micropython_lacks_is_rejected_by_mpy_cross(tmp_path: Path) -> No
     assert len(errors) == 1 and errors[0].startswith("probe_pkg/m.py")
 
 
-def test_heap_hungry_module_is_rejected_at_the_esp32_heap_size(tmp_path: Path) -> None:
-    # 200 KB at import time fits CPython and a desktop MicroPython, not an ESP32 without PSRAM.
-    root = _tree(tmp_path, {"probe_pkg/__init__.py": "", "probe_pkg/big.py": "BUF = bytearray(200 * 1024)\n"})
-    errors = mpgate.import_errors(root)
-    assert errors and "MemoryError" in errors[0]
+def test_the_firmware_heap_budget_bites_on_the_unix_port(tmp_path: Path) -> None:
+    # 200 KB of working data fits CPython and a desktop MicroPython, not an ESP32 without PSRAM: with the
+    # budget pinned (as every unix-port run does), the VM refuses it; 50 KB is fine.
+    root = _tree(
+        tmp_path,
+        {"probe_pkg/__init__.py": "", "probe_pkg/big.py": "def start(kb):\n    return bytearray(kb * 1024)\n"},
+    )
+    script = (
+        "import sim_heap\nsim_heap.pin_firmware_budget(preload=False)\nimport probe_pkg.big as b\n"
+        "b.start(50)\nprint('50 KB ok')\n"
+        "try:\n    b.start(200)\n    print('200 KB ok')\nexcept MemoryError:\n    print('200 KB refused')\n"
+    )
+    r = subprocess.run(
+        [paths.venv_bin("micropython"), "-X", f"heapsize={paths.VM_HEAPSIZE}", "-c", script],
+        capture_output=True,
+        text=True,
+        env=paths.micropython_env([root]),
+        timeout=60,
+    )
+    assert r.stdout.split() == ["50", "KB", "ok", "200", "KB", "refused"], r.stdout + r.stderr
 
 
 def test_shipped_firmware_passes_the_gate() -> None:

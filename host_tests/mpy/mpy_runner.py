@@ -83,6 +83,7 @@ def main(namespace):
         except SystemExit as e:  # simulated resets escaping a test are failures too, not exits
             failed += 1
             print("FAIL %s: escaped %s: %s" % (name, type(e).__name__, e))
+        gc.collect()  # what a test left alive, not garbage waiting for a collection
         a = sim_heap.sample_peak()
         if a > peak:
             peak = a

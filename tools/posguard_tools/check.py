@@ -43,13 +43,15 @@ def stage_gate() -> tuple[bool, str]:
     print("$ python -m posguard_tools.mpgate", flush=True)
     files = mpgate.firmware_files(paths.FIRMWARE)
     cerr = mpgate.compile_errors(paths.FIRMWARE)
-    ierr = mpgate.import_errors(paths.FIRMWARE)
+    ierr, _costs = mpgate.import_report(paths.FIRMWARE)
     for e in cerr + ierr:
         print("  REJECTED " + e)
     n = len(mpgate.module_names(paths.FIRMWARE))
+    code = mpgate.code_heap_bytes(paths.FIRMWARE)
     text = (
         f"{len(files) - len(cerr)}/{len(files)} files compile (xtensawin), "
         f"{n - len(ierr)}/{n} modules import (unix port)"
+        + (f"; code in RAM if not frozen: {code // 1024} KB" if code else "")
     )
     print("  " + text, flush=True)
     return not (cerr or ierr), text

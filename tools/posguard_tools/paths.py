@@ -14,9 +14,10 @@ MPY_TESTS = ROOT / "host_tests" / "mpy"
 BOARDS = ROOT / "boards"
 OUT = ROOT / "out"
 HEAPSIZE = "110k"  # an ESP32 without PSRAM has about 110 KB of free heap (micropython-runtime.md)
-# The unix port's heap also holds the simulated hardware, which a board does not: the VM gets this much,
-# and host_tests/simhw/sim_heap.py pins a ballast so the firmware sees exactly HEAPSIZE free.
-VM_HEAPSIZE = "320k"
+# The unix port's heap also holds the simulated hardware and the firmware's code (frozen into flash on a
+# production board), which a board's heap does not: the VM gets this much, and
+# host_tests/simhw/sim_heap.py pins a ballast so the firmware's working data sees exactly HEAPSIZE free.
+VM_HEAPSIZE = "1m"
 
 
 def use_simulated_hardware() -> None:
