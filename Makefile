@@ -7,14 +7,21 @@ POSGUARD := $(VENV)/bin/posguard
 # Re-install only when the dependency list changes (the stamp is newer than pyproject.toml otherwise).
 STAMP := $(VENV)/.posguard-deps
 BOARD ?= devkit-1s
+PORT ?=
+# Options for `make sim`, e.g. make sim SIM_ARGS="--hours 8 --aged --temp 0"
+SIM_ARGS ?=
 
-.PHONY: help setup test bench sim deploy repl provision vboard clean
+.PHONY: help setup test bench sim deploy repl provision vboard clean need-port
 
 help:
 	@echo "make test        everything CI checks (ruff, mypy, MicroPython gate, pytest on CPython + unix port)"
 	@echo "make sim         a trading day on a virtual board; report and plots in out/"
 	@echo "make bench       benchmark figures (tables + out/bench.json)"
 	@echo "make setup       only build .venv with the pinned dependencies"
+	@echo "make deploy PORT=/dev/ttyUSB0 [BOARD=devkit-1s]   compile to .mpy and copy what changed"
+	@echo "make repl PORT=/dev/ttyUSB0                       the board's REPL through mpremote"
+	@echo "make provision PORT=/dev/ttyUSB0 [BOARD=…]        add the journal partition (reformats the filesystem)"
+	@echo "make vboard [BOARD=…]                             a virtual board mpremote can talk to"
 
 setup: $(STAMP)
 
@@ -30,6 +37,25 @@ test: setup
 
 bench: setup
 	$(POSGUARD) bench
+
+sim: setup
+	$(POSGUARD) sim --board $(BOARD) $(SIM_ARGS)
+
+# Device work needs a port: say so instead of letting mpremote guess a device.
+need-port:
+	@test -n "$(PORT)" || { echo "PORT is not set: make $(MAKECMDGOALS) PORT=/dev/ttyUSB0 (or a vboard pty)"; exit 2; }
+
+deploy: setup need-port
+	$(POSGUARD) deploy --port $(PORT) --board $(BOARD)
+
+repl: setup need-port
+	$(VENV)/bin/mpremote connect $(PORT) repl
+
+provision: setup need-port
+	$(POSGUARD) provision --port $(PORT) --board $(BOARD)
+
+vboard: setup
+	$(POSGUARD) vboard --board $(BOARD)
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -188,3 +188,17 @@ def test_image_round_trip(world: Any) -> None:
     g = NorFlash(8192)
     g.load_image(f.image())
     assert _read(g, 300, 3) == b"abc"
+
+
+def test_small_block_writeblocks_reads_erases_and_rewrites_the_sector(world: Any) -> None:
+    f = NorFlash(8192)
+    world.board.partitions["data"] = f
+    p = esp32.Partition("data", block_size=512)
+    p.writeblocks(0, b"\x11" * 512)  # no offset: the whole 4 KiB sector is erased and rewritten
+    p.writeblocks(3, b"\x22" * 512)
+    buf = bytearray(512)
+    p.readblocks(0, buf)
+    assert buf == b"\x11" * 512  # block 0 survived the rewrite of block 3
+    p.readblocks(3, buf)
+    assert buf == b"\x22" * 512
+    assert f.erases == 2

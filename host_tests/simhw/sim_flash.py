@@ -9,6 +9,8 @@
 #     of old and new bits; a cut during an erase leaves bits undefined, some "weakly erased": they read
 #     1 now and may read 0 later. Validity must come from a CRC, never from "looks erased".
 # Storage is sparse (an erased sector holds no RAM) so a 2 MiB partition fits the unix port's heap.
+import sys
+
 import sim_clock
 import sim_power
 
@@ -20,9 +22,22 @@ PROGRAM_US = {"typ": 400, "max": 3000}
 ERASE_US = {"typ": 45000, "max": 400000}
 
 TORN_CHUNK = 16  # bytes after the landed prefix that hold a random mix when a program is cut
+WEAK_PER_TORN_ERASE = 48  # bytes left weakly erased by an interrupted erase
 
 OP_PROGRAM = "program"
 OP_ERASE = "erase"
+
+# Sector buffers are simulator memory, not firmware heap: on the unix port a pool is allocated when
+# this module loads (before sim_heap pins the firmware's 110 KB budget) and reused by every NorFlash
+# (release() gives buffers back), so simulated flash content never eats the firmware's heap.
+# POSGUARD_FLASH_POOL overrides the pool size (sectors) for worlds with bigger journals.
+_POOL_SECTORS = 0
+if sys.implementation.name == "micropython":
+    import os
+
+    _POOL_SECTORS = int(os.getenv("POSGUARD_FLASH_POOL") or 8)
+_pool = [bytearray(SECTOR) for _ in range(_POOL_SECTORS)]
+_FF = b"\xff" * SECTOR
 
 
 class NorViolation(OSError):
@@ -125,9 +140,26 @@ class NorFlash:
     def _sector_buf(self, s):
         b = self._data[s]
         if b is None:
-            b = bytearray(b"\xff" * SECTOR)
+            if _pool:
+                b = _pool.pop()
+                b[:] = _FF
+            else:
+                b = bytearray(_FF)
             self._data[s] = b
         return b
+
+    def _free(self, s):
+        b = self._data[s]
+        if b is not None:
+            self._data[s] = None
+            if len(_pool) < _POOL_SECTORS:
+                _pool.append(b)
+
+    def release(self):
+        """Give the sector buffers back to the simulator's pool (the flash reads erased after this)."""
+        for s in range(self.sectors):
+            self._free(s)
+        self._weak = {}
 
     def _get(self, addr):
         b = self._data[addr // SECTOR]
@@ -272,7 +304,7 @@ class NorFlash:
             self._torn_erase(s, (sim_clock.CLOCK.now_us() - t0) / dur)
             self.cuts += 1
             raise
-        self._data[s] = None
+        self._free(s)
         self._drop_weak(s)
         self._apply_stuck(s)
         self.erases += 1
@@ -288,21 +320,22 @@ class NorFlash:
                 del self._weak[a]
 
     def _torn_erase(self, s, part):
-        """An erase stopped part-way: each byte is partly erased; a share of the bits that read 1
-        are weak and will flip back to 0 after a few reads."""
+        """An erase stopped part-way: each byte is partly erased (bits undefined), and some of the
+        bits that read 1 are weak: they flip back to 0 after a few reads."""
         sb = self._sector_buf(s)
         self._drop_weak(s)
         lo = s * SECTOR
         r = self.rng
         frac = int(max(0.0, min(1.0, part)) * 256)
         for i in range(SECTOR):
-            old = sb[i]
             if r.below(256) < frac:
-                v = 0xFF
+                sb[i] = 0xFF
             else:
-                v = old | r.byte()
-            weak = (v & ~old) & r.byte() & r.byte()  # about a quarter of the freshly raised bits
-            sb[i] = v
+                sb[i] |= r.byte()
+        # A bounded number of weak bytes (simulator memory stays small on the unix port).
+        for _ in range(WEAK_PER_TORN_ERASE):
+            i = r.below(SECTOR)
+            weak = sb[i] & r.byte()
             if weak:
                 self._weak[lo + i] = [weak, 1 + r.below(4)]
         self._apply_stuck(s)
@@ -332,13 +365,14 @@ class NorFlash:
         for i in range(SECTOR):
             sb[i] = r.byte()
 
-    def weaken(self, s, seed=5, share=8):
-        """Leave roughly 1/share of the erased bytes of sector s weakly erased (read 1, flip later)."""
+    def weaken(self, s, seed=5, share=8, reads=None):
+        """Leave roughly 1/share of the erased bytes of sector s weakly erased (read 1, flip later:
+        after `reads` reads, or 1..4 reads when None)."""
         r = Rng(seed)
         lo = s * SECTOR
         for i in range(SECTOR):
             if self._get(lo + i) == 0xFF and r.below(share) == 0:
-                self._weak[lo + i] = [1 << r.below(8), 1 + r.below(4)]
+                self._weak[lo + i] = [1 << r.below(8), reads or 1 + r.below(4)]
 
     # -- images -----------------------------------------------------------------------------------
     def image(self):
@@ -347,7 +381,7 @@ class NorFlash:
         for s in range(self.sectors):
             b = self._data[s]
             if b is None:
-                out[s * SECTOR : (s + 1) * SECTOR] = b"\xff" * SECTOR
+                out[s * SECTOR : (s + 1) * SECTOR] = _FF
             else:
                 out[s * SECTOR : (s + 1) * SECTOR] = b
         return bytes(out)
@@ -358,10 +392,10 @@ class NorFlash:
         self._weak = {}
         for s in range(self.sectors):
             chunk = data[s * SECTOR : (s + 1) * SECTOR]
-            if chunk == b"\xff" * SECTOR:
-                self._data[s] = None
+            if chunk == _FF:
+                self._free(s)
             else:
-                self._data[s] = bytearray(chunk)
+                self._sector_buf(s)[:] = chunk
 
 
 def provision(board, label=None, size=None, seed=1):
@@ -371,3 +405,32 @@ def provision(board, label=None, size=None, seed=1):
     if label not in board.partitions:
         board.partitions[label] = NorFlash(size or j["size_kb"] * 1024, seed=seed, label=label)
     return board.partitions[label]
+
+
+class BlockDevice:
+    """The block protocol of esp32.Partition (block_size 4096) straight on a NorFlash, for tests and
+    benchmarks that run without a simulated board."""
+
+    def __init__(self, flash):
+        self.flash = flash
+
+    def readblocks(self, n, buf, offset=0):
+        self.flash.read(n * SECTOR + offset, buf)
+
+    def writeblocks(self, n, buf, offset=None):
+        if offset is None:
+            self.flash.erase_sector(n)
+            offset = 0
+        self.flash.program(n * SECTOR + offset, buf)
+
+    def ioctl(self, op, arg):
+        if op in (1, 2, 3):
+            return 0
+        if op == 4:
+            return self.flash.sectors
+        if op == 5:
+            return SECTOR
+        if op == 6:
+            self.flash.erase_sector(arg)
+            return 0
+        return None

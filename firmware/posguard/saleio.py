@@ -1,0 +1,257 @@
+# Reading sales back out of the journal (lookups by id, receipt details, closed-sale export) and the
+# CARRY record layout used by compaction. Reads only: every scan walks the used sectors oldest first,
+# reads 16-byte headers and opens a full page only when it belongs to the sale asked for.
+import json
+import struct
+
+from micropython import const
+
+from posguard import records as R
+from posguard.journal import FIRST_REC, NONE_PG, PAGES
+
+BODY_INLINE = const(0)  # T_OPEN flags: the payload is the body
+BODY_REFS = const(1)  # T_OPEN flags: the payload is a list of u16 data page numbers
+
+# Sale states the reader must know (kept in step with posguard.sales)
+_PAID = const(3)
+_VOIDED = const(8)
+_REVERSAL_PENDING = const(9)
+_FINAL = (6, 7, 8, 10)
+
+# CARRY payload: state u8, body kind u8, visited u16, close_seq u32, then approval and reason as
+# (u8 length, bytes), then the body inline or as u16 data page numbers.
+_CARRY_HEAD = "<BBHI"
+CARRY_FIXED = const(10)  # head (8) + the two length bytes
+
+
+def carry_payload(state, kind, visited, close_seq, approval, reason, body):
+    a = approval or b""
+    r = reason or b""
+    out = bytearray(8 + 1 + len(a) + 1 + len(r) + len(body))
+    struct.pack_into(_CARRY_HEAD, out, 0, state, kind, visited, close_seq)
+    i = 8
+    out[i] = len(a)
+    out[i + 1 : i + 1 + len(a)] = a
+    i += 1 + len(a)
+    out[i] = len(r)
+    out[i + 1 : i + 1 + len(r)] = r
+    i += 1 + len(r)
+    out[i:] = body
+    return out
+
+
+def parse_carry(p):
+    """(state, kind, visited, close_seq, approval, reason, body_bytes) from a CARRY payload."""
+    state, kind, visited, close_seq = struct.unpack_from(_CARRY_HEAD, p, 0)
+    i = 8
+    n = p[i]
+    approval = bytes(p[i + 1 : i + 1 + n])
+    i += 1 + n
+    n = p[i]
+    reason = bytes(p[i + 1 : i + 1 + n])
+    i += 1 + n
+    return state, kind, visited, close_seq, approval, reason, bytes(p[i:])
+
+
+def _mask(*states):
+    m = 0
+    for st in states:
+        m |= 1 << st
+    return m
+
+
+# Every state has exactly one path from OPEN, so the states a sale went through follow from where it
+# is now (what makes a repeated command recognisable even after compaction dropped old records).
+VISITED = (
+    0,
+    _mask(1),
+    _mask(1, 2),
+    _mask(1, 2, 3),
+    _mask(1, 2, 3, 4),
+    _mask(1, 2, 3, 4, 5),
+    _mask(1, 2, 3, 4, 5, 6),
+    _mask(1, 2, 7),
+    _mask(1, 8),
+    _mask(1, 2, 8, 9),
+    _mask(1, 2, 8, 9, 10),
+)
+
+
+class SaleReader:
+    def __init__(self, journal):
+        self.j = journal
+
+    def _pages(self):
+        """Every record page of every used sector, oldest first (bounded by the partition size)."""
+        for s in self.j.used_in_order():
+            for p in range(FIRST_REC, PAGES):
+                yield s * PAGES + p
+
+    def scan(self, wanted, closed=None):
+        """Follow the sales in `wanted` through the whole journal: {sid: info}. If `closed` is a dict,
+        it also gets {sid: close_seq} of every finished sale seen (for keep-last decisions)."""
+        out = {}
+        j = self.j
+        for pg in self._pages():
+            hh = j.read_header(pg)
+            if hh is None:
+                continue
+            t, sid = hh[0], hh[1]
+            if t != R.T_OPEN and t != R.T_STATE and t != R.T_CARRY:
+                continue
+            want = sid in wanted
+            if not want and closed is None:
+                continue
+            if not want and t == R.T_OPEN:
+                continue
+            h = j.read_record(pg)
+            if h is None:
+                continue
+            if not want:
+                if t == R.T_STATE and h[1] in _FINAL:
+                    closed[sid] = h[3]
+                elif t == R.T_CARRY and j.rbuf[R.HDR] in _FINAL:
+                    closed[sid] = parse_carry(j.payload(h))[3]
+                continue
+            f = out.get(sid)
+            if f is None:
+                f = {"state": 0, "visited": 0, "body_pg": NONE_PG, "auth_pg": NONE_PG, "reason": None, "close_seq": 0}
+                out[sid] = f
+            self._follow(f, pg, h)
+            if closed is not None and f["state"] in _FINAL:
+                closed[sid] = f["close_seq"]
+        return out
+
+    def _follow(self, f, pg, h):
+        t = h[0]
+        p = self.j.payload(h)
+        if t == R.T_OPEN:
+            f["state"] = 1
+            f["visited"] = VISITED[1]
+            f["body_pg"] = pg
+        elif t == R.T_STATE:
+            st = h[1]
+            if st >= len(VISITED):
+                return
+            f["state"] = st
+            f["visited"] = VISITED[st]
+            if st == _PAID:
+                f["auth_pg"] = pg
+            if st == _VOIDED or st == _REVERSAL_PENDING:
+                f["reason"] = bytes(p).decode()
+            if st in _FINAL:
+                f["close_seq"] = h[3]
+        else:
+            st, kind, visited, close_seq, approval, reason, body = parse_carry(p)
+            if st >= len(VISITED):
+                return
+            f["state"] = st
+            f["visited"] = VISITED[st]
+            f["body_pg"] = pg
+            f["auth_pg"] = pg if approval else NONE_PG
+            f["reason"] = reason.decode() if reason else f["reason"]
+            f["close_seq"] = close_seq
+
+    def find(self, sid):
+        return self.scan((sid,)).get(sid)
+
+    def body_bytes(self, body_pg):
+        """The raw body of a sale from its OPEN or CARRY record (None if unreadable)."""
+        j = self.j
+        if body_pg == NONE_PG:
+            return None
+        h = j.read_record(body_pg)
+        if h is None:
+            return None
+        if h[0] == R.T_CARRY:
+            c = parse_carry(j.payload(h))
+            kind, raw = c[1], c[6]
+        elif h[0] == R.T_OPEN:
+            kind, raw = h[2], bytes(j.payload(h))
+        else:
+            return None
+        if kind == BODY_INLINE:
+            return raw
+        out = b""
+        for i in range(min(len(raw) // 2, 8)):  # bounded: at most MAX_DATA_PAGES references
+            dpg = raw[2 * i] | (raw[2 * i + 1] << 8)
+            d = j.read_record(dpg)
+            if d is None or d[0] != R.T_DATA or d[2] != i:
+                return None
+            out += bytes(j.payload(d))
+        return out
+
+    def approval(self, auth_pg):
+        j = self.j
+        if auth_pg == NONE_PG:
+            return None
+        h = j.read_record(auth_pg)
+        if h is None:
+            return None
+        if h[0] == R.T_CARRY:
+            a = parse_carry(j.payload(h))[4]
+        elif h[0] == R.T_STATE:
+            a = bytes(j.payload(h))
+        else:
+            return None
+        return a.decode() if a else None
+
+    def details(self, sid, state, visited, body_pg, auth_pg, reason, close_seq):
+        raw = self.body_bytes(body_pg)
+        body = None
+        if raw is not None:
+            try:
+                body = json.loads(raw.decode())
+            except ValueError:
+                body = None
+        return {
+            "id": sid,
+            "state": state,
+            "body": body,
+            "approval": self.approval(auth_pg),
+            "reason": reason,
+            "close_seq": close_seq,
+            "body_lost": raw is None,
+        }
+
+    def closed_page(self, after, limit):
+        """Ids of finished sales with close sequence > after, oldest first, at most limit of them,
+        and the cursor for the next page (None at the end). RAM stays O(limit): a bounded sorted
+        list of the smallest close sequences seen, whatever the journal holds."""
+        j = self.j
+        best = []  # (close_seq, sid), sorted, at most limit + 1 entries
+        for pg in self._pages():
+            hh = j.read_header(pg)
+            if hh is None or (hh[0] != R.T_STATE and hh[0] != R.T_CARRY):
+                continue
+            h = j.read_record(pg)
+            if h is None:
+                continue
+            if h[0] == R.T_STATE:
+                if h[1] not in _FINAL:
+                    continue
+                cs = h[3]
+            else:
+                c = parse_carry(j.payload(h))
+                if c[0] not in _FINAL:
+                    continue
+                cs = c[3]
+            if cs <= after or (len(best) > limit and cs >= best[-1][0]):
+                continue
+            sid = h[4]
+            dup = False
+            for e in best:
+                if e[1] == sid:
+                    dup = True  # a compaction copy of a sale already listed
+                    break
+            if dup:
+                continue
+            i = len(best)
+            while i > 0 and best[i - 1][0] > cs:
+                i -= 1
+            best.insert(i, (cs, sid))
+            if len(best) > limit + 1:
+                best.pop()
+        page = best[:limit]
+        nxt = page[-1][0] if len(best) > limit else None
+        return [e[1] for e in page], nxt

@@ -1,0 +1,374 @@
+# The sale state machine on top of the journal, and boot recovery driven only by the journal.
+#
+#   OPEN -> PAYMENT_PENDING -> PAID -> PRINTING -> PRINTED -> CLOSED
+#   OPEN -> VOIDED;  PAYMENT_PENDING -> DECLINED;  PAYMENT_PENDING -> REVERSAL_PENDING -> REVERSAL_ACKED
+# Every transition is one journal record, written *before* its side effect. Sale ids come from the
+# host; a command whose target state was already reached writes nothing and returns the current state.
+import json
+import struct
+
+from micropython import const
+
+from posguard import records as R
+from posguard.compaction import compact_tail
+from posguard.journal import NONE_PG, PAGES
+from posguard.saleio import BODY_INLINE, BODY_REFS, VISITED, SaleReader
+
+OPEN = const(1)
+PAYMENT_PENDING = const(2)
+PAID = const(3)
+PRINTING = const(4)
+PRINTED = const(5)
+CLOSED = const(6)
+DECLINED = const(7)
+VOIDED = const(8)
+REVERSAL_PENDING = const(9)
+REVERSAL_ACKED = const(10)
+
+NAMES = (
+    None,
+    "OPEN",
+    "PAYMENT_PENDING",
+    "PAID",
+    "PRINTING",
+    "PRINTED",
+    "CLOSED",
+    "DECLINED",
+    "VOIDED",
+    "REVERSAL_PENDING",
+    "REVERSAL_ACKED",
+)
+FINAL = (CLOSED, DECLINED, VOIDED, REVERSAL_ACKED)
+_NEXT = {
+    OPEN: (PAYMENT_PENDING, VOIDED),
+    PAYMENT_PENDING: (PAID, DECLINED, REVERSAL_PENDING),
+    PAID: (PRINTING,),
+    PRINTING: (PRINTED,),
+    PRINTED: (CLOSED,),
+    REVERSAL_PENDING: (REVERSAL_ACKED,),
+}
+# Records a sale in this state may still need (longest path to a final state): the admission budget.
+_REMAINING = {OPEN: 5, PAYMENT_PENDING: 4, PAID: 3, PRINTING: 2, PRINTED: 1, REVERSAL_PENDING: 1}
+
+MAX_LIVE = const(16)  # unfinished sales a checkpoint can list (16 x 12 bytes fits one record)
+MAX_DATA_PAGES = const(4)
+MAX_BODY = const(944)  # MAX_DATA_PAGES x 236 payload bytes
+MAX_TEXT = const(32)  # approval code / void reason
+MAX_EXPORT = const(16)  # finished sales per closed_sales() page
+MAX_ID = const(0x7FFFFFFF)
+RESERVE_SPARES = const(1)  # one erased sector always kept aside (torn roll, compaction carry)
+COPY_NOTE = "reprinted after power loss"
+POWER_LOSS = b"power loss"
+
+_ENTRY = "<IBBHHH"  # checkpoint entry: sale id, state, flags, visited mask, body page, auth page
+_ENTRY_LEN = const(12)
+
+
+def _bit(state):
+    return 1 << state
+
+
+def _text(s, what):
+    if isinstance(s, str):
+        s = s.encode()
+    if not isinstance(s, (bytes, bytearray)) or len(s) > MAX_TEXT:
+        raise R.JournalError("bad_input", "%s must be text of at most %d bytes" % (what, MAX_TEXT))
+    return bytes(s)
+
+
+def _check_id(sid):
+    if not isinstance(sid, int) or isinstance(sid, bool) or not 0 < sid <= MAX_ID:
+        raise R.JournalError("bad_input", "sale id must be an integer 1..%d, got %r" % (MAX_ID, sid))
+
+
+class SaleBook:
+    def __init__(self, journal, keep_last=50):
+        self.j = journal
+        self.keep_last = keep_last
+        self.io = SaleReader(journal)
+        journal.checkpoint_fn = self._checkpoint
+        self.live = {}  # sale id -> [state, visited mask, body page, auth page]
+        self.copies = []  # sale ids recovered in PAID/PRINTING: their receipt is printed as a copy
+        self.maintenance_allowed = False  # set by the power policy: erases and compaction only then
+        self._full = False  # maintenance found nothing to reclaim: say journal_full, not needs_maintenance
+
+    # -- mount and recovery -----------------------------------------------------------------------
+    def mount(self, auto_format=True):
+        self.live = {}
+        st = self.j.mount(self._replay)
+        if (st == "blank" or st == "not_formatted") and auto_format:
+            self.live = {}  # whatever was replayed before the journal proved unformatted is void
+            self.j.format()
+            st = self.j.state
+        if st != "ok":
+            self.live = {}
+            code = "corrupt" if st == "corrupt" else "not_formatted"
+            raise R.JournalError(code, "journal partition is %s: format it (refuses while sales are open)" % st)
+        return self.j.stats()
+
+    def recover(self, auto_format=True):
+        """Mount, then apply the recovery rules to every unfinished sale. Returns the report."""
+        info = self.mount(auto_format)
+        rep = {"mount": info, "voided": [], "reversal_pending": [], "reprint": [], "closed": [], "pending": []}
+        self.copies = []
+        for sid in sorted(self.live.keys()):  # bounded: at most MAX_LIVE
+            st = self.live[sid][0]
+            try:
+                if st == OPEN:
+                    self._move(sid, VOIDED, POWER_LOSS)
+                    rep["voided"].append(sid)
+                elif st == PAYMENT_PENDING:
+                    self._move(sid, REVERSAL_PENDING, POWER_LOSS)
+                    rep["voided"].append(sid)
+                    rep["reversal_pending"].append(sid)
+                elif st == PAID or st == PRINTING:
+                    self.copies.append(sid)
+                    rep["reprint"].append(sid)
+                elif st == PRINTED:
+                    self._move(sid, CLOSED)
+                    rep["closed"].append(sid)
+                elif st == REVERSAL_PENDING:
+                    rep["reversal_pending"].append(sid)
+            except R.JournalError:
+                rep["pending"].append(sid)  # no space to record it now: retried at the next boot
+        return rep
+
+    def _replay(self, pg, h, payload):
+        t, sid = h[0], h[4]
+        if t == R.T_CHECKPOINT:
+            self.live = {}
+            for i in range(h[5] // _ENTRY_LEN):
+                e = struct.unpack_from(_ENTRY, payload, i * _ENTRY_LEN)
+                if 0 < e[1] < len(VISITED):
+                    self.live[e[0]] = [e[1], VISITED[e[1]], e[4], e[5]]
+        elif t == R.T_OPEN:
+            if sid not in self.live:
+                self.live[sid] = [OPEN, _bit(OPEN), pg, NONE_PG]
+        elif t == R.T_STATE and 0 < h[1] < len(VISITED):
+            e = self.live.get(sid)
+            if e is not None:
+                self._apply(sid, e, h[1], pg)
+        elif t == R.T_CARRY:
+            st = payload[0]
+            if st in FINAL or not 0 < st < len(VISITED):
+                self.live.pop(sid, None)
+            else:
+                self.live[sid] = [st, VISITED[st], pg, pg if payload[8] else NONE_PG]
+
+    def _apply(self, sid, e, target, pg):
+        e[0] = target
+        e[1] = VISITED[target]  # REVERSAL_PENDING includes VOIDED: voided locally, reversal owed
+        if target == PAID:
+            e[3] = pg
+        if target in FINAL:
+            del self.live[sid]
+            self._full = False  # a finished sale may make old records reclaimable
+
+    def _checkpoint(self):
+        out = bytearray(len(self.live) * _ENTRY_LEN)
+        i = 0
+        for sid, e in self.live.items():
+            struct.pack_into(_ENTRY, out, i, sid, e[0], 0, e[1], e[2], e[3])
+            i += _ENTRY_LEN
+        return out
+
+    # -- transitions ------------------------------------------------------------------------------
+    def open_sale(self, sid, body):
+        _check_id(sid)
+        cur = self._current(sid)
+        if cur is not None:
+            return NAMES[cur[0]]  # repeated command: the sale exists already
+        try:
+            data = json.dumps(body).encode()
+        except (TypeError, ValueError):
+            raise R.JournalError("bad_input", "sale body must be JSON-serialisable")
+        if len(data) > MAX_BODY:
+            raise R.JournalError("too_large", "sale body is %d bytes, at most %d" % (len(data), MAX_BODY))
+        if len(self.live) >= MAX_LIVE:
+            raise R.JournalError("too_many_open", "%d unfinished sales: finish or void some first" % MAX_LIVE)
+        ndata = 0 if len(data) <= R.MAX_PAYLOAD else (len(data) + R.MAX_PAYLOAD - 1) // R.MAX_PAYLOAD
+        self._admit(2 * ndata + 1 + _REMAINING[OPEN])
+        j = self.j
+        j.ensure_room(ndata + 1)
+        if ndata == 0:
+            pg = j.append(R.T_OPEN, OPEN, BODY_INLINE, sid, data)
+        else:
+            refs = bytearray(2 * ndata)
+            for i in range(ndata):
+                chunk = data[i * R.MAX_PAYLOAD : (i + 1) * R.MAX_PAYLOAD]
+                struct.pack_into("<H", refs, 2 * i, j.append(R.T_DATA, ndata, i, sid, chunk))
+            pg = j.append(R.T_OPEN, OPEN, BODY_REFS, sid, refs)
+        self.live[sid] = [OPEN, _bit(OPEN), pg, NONE_PG]
+        return "OPEN"
+
+    def request_payment(self, sid):
+        return self._move(sid, PAYMENT_PENDING)
+
+    def payment_approved(self, sid, approval):
+        return self._move(sid, PAID, _text(approval, "approval code"))
+
+    def payment_declined(self, sid):
+        return self._move(sid, DECLINED)
+
+    def start_print(self, sid):
+        return self._move(sid, PRINTING)
+
+    def print_done(self, sid):
+        st = self._move(sid, PRINTED)
+        if sid in self.copies:
+            self.copies.remove(sid)
+        return st
+
+    def close(self, sid):
+        return self._move(sid, CLOSED)
+
+    def void(self, sid, reason):
+        reason = _text(reason, "void reason")
+        _check_id(sid)
+        cur = self._current(sid)
+        if cur is None:
+            raise R.JournalError("unknown_sale", "no sale %d" % sid)
+        if cur[0] == PAYMENT_PENDING:
+            return self._move(sid, REVERSAL_PENDING, reason)
+        return self._move(sid, VOIDED, reason)
+
+    def reversal_acked(self, sid):
+        return self._move(sid, REVERSAL_ACKED)
+
+    def _move(self, sid, target, payload=b""):
+        _check_id(sid)
+        e = self.live.get(sid)
+        if e is None:
+            found = self.io.find(sid)
+            if found is None:
+                raise R.JournalError("unknown_sale", "no sale %d" % sid)
+            if found["visited"] & _bit(target):
+                return NAMES[found["state"]]
+            raise R.JournalError(
+                "illegal_transition", "sale %d is %s: cannot go to %s" % (sid, NAMES[found["state"]], NAMES[target])
+            )
+        if e[1] & _bit(target):
+            return NAMES[e[0]]  # repeated command
+        if target not in _NEXT.get(e[0], ()):
+            raise R.JournalError(
+                "illegal_transition", "sale %d is %s: cannot go to %s" % (sid, NAMES[e[0]], NAMES[target])
+            )
+        pg = self.j.append(R.T_STATE, target, 0, sid, payload)
+        self._apply(sid, e, target, pg)
+        return NAMES[target]
+
+    def _current(self, sid):
+        e = self.live.get(sid)
+        if e is not None:
+            return e
+        f = self.io.find(sid)
+        return None if f is None else [f["state"], f["visited"]]
+
+    def _admit(self, pages):
+        need = pages
+        for e in self.live.values():
+            need += _REMAINING.get(e[0], 0)
+        if need > self.j.free_pages(RESERVE_SPARES):
+            code = "journal_full" if self._full and not self.j.dirty_count() else "needs_maintenance"
+            raise R.JournalError(code, "journal space is low: a new sale needs maintenance first")
+
+    # -- reading ------------------------------------------------------------------------------------
+    def state(self, sid):
+        _check_id(sid)
+        cur = self._current(sid)
+        if cur is None:
+            raise R.JournalError("unknown_sale", "no sale %d" % sid)
+        return NAMES[cur[0]]
+
+    def sale(self, sid):
+        _check_id(sid)
+        e = self.live.get(sid)
+        if e is not None:
+            d = self.io.find(sid) if e[1] & _bit(VOIDED) else None
+            out = self.io.details(sid, e[0], e[1], e[2], e[3], None if d is None else d["reason"], 0)
+        else:
+            d = self.io.find(sid)
+            if d is None:
+                raise R.JournalError("unknown_sale", "no sale %d" % sid)
+            out = self.io.details(
+                sid, d["state"], d["visited"], d["body_pg"], d["auth_pg"], d["reason"], d["close_seq"]
+            )
+        out["state"] = NAMES[out["state"]]
+        out["copy"] = sid in self.copies
+        return out
+
+    def receipt(self, sid):
+        r = self.sale(sid)
+        r["copy_note"] = COPY_NOTE if r["copy"] else None
+        return r
+
+    def print_queue(self):
+        return list(self.copies)
+
+    def reversals(self):
+        return sorted(sid for sid, e in self.live.items() if e[0] == REVERSAL_PENDING)
+
+    def open_sales(self):
+        return sorted(self.live.keys())
+
+    def closed_sales(self, after=0, limit=8):
+        """A page of finished sales still readable (body kept), oldest first, and the next cursor."""
+        limit = max(1, min(int(limit), MAX_EXPORT))  # each sale dict costs RAM: pages stay small
+        ids, nxt = self.io.closed_page(after, limit)
+        out = []
+        for sid in ids:
+            s = self.sale(sid)
+            if not s["body_lost"]:
+                out.append(s)
+        return out, nxt
+
+    # -- space ------------------------------------------------------------------------------------
+    def idle(self):
+        """Prepare the next sector when the active one is full (a page program, never an erase)."""
+        j = self.j
+        spares = j.spare_count() if j.mounted and j.next_page >= PAGES else 0
+        # The reserve spare is only taken for unfinished sales (they were admitted against it).
+        if spares > RESERVE_SPARES or (spares and self.live):
+            j.roll()
+            return True
+        return False
+
+    def maintenance(self):
+        """One bounded step (at most one sector erase). Returns what was done, or None."""
+        if not self.maintenance_allowed or not self.j.mounted:
+            return None
+        j = self.j
+        if j.erase_one_dirty() >= 0:
+            return "erase"
+        if self._wants_space() and j.used_count() > 1 and not self._full:
+            if compact_tail(self):
+                return "compact"
+            self._full = True
+        if self.idle():
+            return "roll"
+        return None
+
+    def _wants_space(self):
+        # Keep room for every unfinished sale plus two new ones, with the reserve spare aside.
+        need = 2 * (MAX_DATA_PAGES * 2 + 1 + _REMAINING[OPEN])
+        for e in self.live.values():
+            need += _REMAINING.get(e[0], 0)
+        return self.j.spare_count() <= RESERVE_SPARES or self.j.free_pages(RESERVE_SPARES) < need
+
+    def format(self, force=False):
+        if self.live and not force:
+            raise R.JournalError(
+                "sales_open", "%d unfinished sales: format refused (force to override)" % len(self.live)
+            )
+        self.live = {}
+        self.copies = []
+        self._full = False
+        self.j.format()
+
+    def stats(self):
+        s = self.j.stats()
+        s["live"] = len(self.live)
+        s["reprint_queue"] = len(self.copies)
+        s["reversals"] = len(self.reversals())
+        s["keep_last"] = self.keep_last
+        return s

@@ -1,0 +1,273 @@
+"""Offline decoder of a posguard journal partition image (host side, independent of the firmware code).
+
+An image is the raw partition: from the simulator (`NorFlash.image()`) or from a board with
+`esptool.py read_flash <journal offset> <journal size> journal.bin`. The format is documented in
+docs/journal.md; this module reads it from scratch so that it also cross-checks the firmware.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+PAGE = 256
+SECTOR = 4096
+PAGES = SECTOR // PAGE
+FIRST_REC = 2
+HDR = 16
+MAGIC = 0xA5
+_FMT = "<BBBBIIHH"
+
+TYPES = {
+    0x01: "ERASED",
+    0x02: "RETIRED",
+    0x10: "CHECKPOINT",
+    0x20: "DATA",
+    0x21: "OPEN",
+    0x22: "STATE",
+    0x23: "CARRY",
+    0x30: "FORMAT",
+}
+STATES = (
+    "",
+    "OPEN",
+    "PAYMENT_PENDING",
+    "PAID",
+    "PRINTING",
+    "PRINTED",
+    "CLOSED",
+    "DECLINED",
+    "VOIDED",
+    "REVERSAL_PENDING",
+    "REVERSAL_ACKED",
+)
+FINAL = {"CLOSED", "DECLINED", "VOIDED", "REVERSAL_ACKED"}
+# Legal moves of the sale state machine (a record may only take a sale one of these steps).
+NEXT = {
+    "": {"OPEN"},
+    "OPEN": {"PAYMENT_PENDING", "VOIDED"},
+    "PAYMENT_PENDING": {"PAID", "DECLINED", "REVERSAL_PENDING"},
+    "PAID": {"PRINTING"},
+    "PRINTING": {"PRINTED"},
+    "PRINTED": {"CLOSED"},
+    "REVERSAL_PENDING": {"REVERSAL_ACKED"},
+}
+
+
+class ImageError(ValueError):
+    """The file cannot be a journal image (wrong size)."""
+
+
+@dataclass
+class Record:
+    page: int
+    type: str
+    state: int
+    flags: int
+    seq: int
+    sale_id: int
+    gen: int
+    payload: bytes
+
+
+@dataclass
+class Sector:
+    index: int
+    kind: str  # spare | used | damaged (records, broken checkpoint) | dirty | retired | blank
+    erase_count: int | None
+    seq: int | None = None
+    gen: int | None = None
+    live: list[tuple[int, str]] = field(default_factory=list)  # checkpoint entries (id, state)
+
+
+@dataclass
+class Image:
+    sectors: list[Sector]
+    records: list[Record]  # valid records of the current generation, in journal order
+    corrupt_pages: list[int]
+    generation: int | None
+    active: int | None
+
+
+def decode_page(buf: bytes, page: int) -> Record | None:
+    """A valid record in a 256-byte page, or None (blank, torn or foreign)."""
+    if len(buf) < HDR + 4 or buf[0] != MAGIC:
+        return None
+    magic, t, state, flags, seq, sid, n, gen = struct.unpack_from(_FMT, buf, 0)
+    if t not in TYPES or n > PAGE - HDR - 4:
+        return None
+    (crc,) = struct.unpack_from("<I", buf, HDR + n)
+    if zlib.crc32(buf[: HDR + n]) & 0xFFFFFFFF != crc:
+        return None
+    return Record(page, TYPES[t], state, flags, seq, sid, gen, bytes(buf[HDR : HDR + n]))
+
+
+def _blank(b: bytes) -> bool:
+    return b == b"\xff" * len(b)
+
+
+def parse(data: bytes) -> Image:
+    if len(data) == 0 or len(data) % SECTOR:
+        raise ImageError(f"image is {len(data)} bytes: a journal partition is a multiple of 4096 bytes")
+    nsec = len(data) // SECTOR
+    sectors: list[Sector] = []
+    ckpts: dict[int, Record] = {}
+    for s in range(nsec):
+        base = s * SECTOR
+        h0 = decode_page(data[base : base + PAGE], s * PAGES)
+        h1 = decode_page(data[base + PAGE : base + 2 * PAGE], s * PAGES + 1)
+        p1_blank = _blank(data[base + PAGE : base + 2 * PAGE])
+        count = h0.sale_id if h0 is not None and h0.type in ("ERASED", "RETIRED") else None
+        if h0 is not None and h0.type == "RETIRED":
+            sectors.append(Sector(s, "retired", count, gen=h0.gen))
+            continue
+        if h1 is not None and h1.type == "CHECKPOINT":
+            sec = Sector(s, "used", count, seq=h1.seq, gen=h1.gen)
+            for i in range(len(h1.payload) // 12):
+                sid, st = struct.unpack_from("<IB", h1.payload, i * 12)
+                sec.live.append((sid, STATES[st] if st < len(STATES) else f"?{st}"))
+            ckpts[s] = h1
+            sectors.append(sec)
+        elif h0 is not None and h0.type == "ERASED" and p1_blank:
+            sectors.append(Sector(s, "spare", count, gen=h0.gen))
+        elif _blank(data[base : base + SECTOR]):
+            sectors.append(Sector(s, "blank", None))
+        else:
+            first = decode_page(data[base + FIRST_REC * PAGE : base + (FIRST_REC + 1) * PAGE], s * PAGES + FIRST_REC)
+            if first is not None and first.type not in ("ERASED", "RETIRED", "CHECKPOINT"):
+                # Records behind a broken checkpoint page: the firmware keeps and replays them too.
+                sectors.append(Sector(s, "damaged", count, seq=first.seq - 1, gen=first.gen))
+            else:
+                sectors.append(Sector(s, "dirty", count))
+    gens = [x.gen for x in sectors if x.gen is not None]
+    generation = max(gens) if gens else None
+    used = sorted(
+        (x for x in sectors if x.kind in ("used", "damaged") and x.gen == generation), key=lambda x: x.seq or 0
+    )
+    records: list[Record] = []
+    corrupt: list[int] = []
+    for sec in used:
+        for p in range(FIRST_REC, PAGES):
+            pg = sec.index * PAGES + p
+            buf = data[pg * PAGE : (pg + 1) * PAGE]
+            r = decode_page(buf, pg)
+            if r is None:
+                if not _blank(buf):
+                    corrupt.append(pg)
+                continue
+            if r.gen == generation:
+                records.append(r)
+    active = used[-1].index if used else None
+    return Image(sectors, records, corrupt, generation, active)
+
+
+def _parse_carry(p: bytes) -> tuple[int, int, bytes, bytes, bytes, int]:
+    state, kind, _visited, close_seq = struct.unpack_from("<BBHI", p, 0)
+    i = 8
+    a = p[i + 1 : i + 1 + p[i]]
+    i += 1 + p[i]
+    r = p[i + 1 : i + 1 + p[i]]
+    i += 1 + p[i]
+    return state, kind, a, r, p[i:], close_seq
+
+
+def sales(img: Image, data: bytes) -> dict[int, dict[str, Any]]:
+    """Every sale the journal still knows, with its latest state, body, approval and void reason."""
+    by_page = {r.page: r for r in img.records}
+    out: dict[int, dict[str, Any]] = {}
+    for r in img.records:
+        if r.type not in ("OPEN", "STATE", "CARRY"):
+            continue
+        s = out.setdefault(r.sale_id, {"id": r.sale_id, "state": "", "body": None, "approval": None, "reason": None})
+        if r.type == "OPEN":
+            s["state"] = "OPEN"
+            s["body"] = _body(r.flags, r.payload, by_page)
+        elif r.type == "STATE":
+            s["state"] = STATES[r.state] if r.state < len(STATES) else f"?{r.state}"
+            if s["state"] == "PAID":
+                s["approval"] = r.payload.decode(errors="replace")
+            if s["state"] in ("VOIDED", "REVERSAL_PENDING"):
+                s["reason"] = r.payload.decode(errors="replace")
+            if s["state"] in FINAL:
+                s["close_seq"] = r.seq
+        else:
+            st, kind, a, rs, body, close_seq = _parse_carry(r.payload)
+            s["state"] = STATES[st] if st < len(STATES) else f"?{st}"
+            s["approval"] = a.decode(errors="replace") or s["approval"]
+            s["reason"] = rs.decode(errors="replace") or s["reason"]
+            s["body"] = _body(kind, body, by_page)
+            if close_seq:
+                s["close_seq"] = close_seq
+    return out
+
+
+def _body(kind: int, payload: bytes, by_page: dict[int, Record]) -> Any:
+    raw = payload
+    if kind == 1:
+        raw = b""
+        for i in range(len(payload) // 2):
+            (pg,) = struct.unpack_from("<H", payload, 2 * i)
+            d = by_page.get(pg)
+            if d is None or d.type != "DATA":
+                return None
+            raw += d.payload
+    try:
+        return json.loads(raw.decode())
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def verify(img: Image) -> list[str]:
+    """Problems found (empty when the image is a healthy journal)."""
+    problems: list[str] = []
+    if img.active is None:
+        problems.append("no valid checkpoint: the partition is blank, foreign or unformatted")
+        return problems
+    last = -1
+    for r in img.records:
+        if r.seq <= last:
+            problems.append(f"page {r.page}: sequence {r.seq} does not increase (after {last})")
+        last = r.seq
+    state: dict[int, str] = {}
+    first_seen: dict[int, bool] = {}
+    for r in img.records:
+        if r.type == "OPEN":
+            state[r.sale_id] = "OPEN"
+            first_seen[r.sale_id] = True
+        elif r.type == "CARRY":
+            st, *_ = _parse_carry(r.payload)
+            state[r.sale_id] = STATES[st] if st < len(STATES) else "?"
+        elif r.type == "STATE":
+            to = STATES[r.state] if r.state < len(STATES) else "?"
+            cur = state.get(r.sale_id)
+            if cur is not None and to not in NEXT.get(cur, set()):
+                problems.append(f"page {r.page}: sale {r.sale_id} {cur} -> {to} is not a legal transition")
+            state[r.sale_id] = to
+    for r in img.records:
+        if r.type == "FORMAT":
+            problems.append(f"page {r.page}: a format was started and not finished")
+    for sec in img.sectors:
+        if sec.kind == "damaged":
+            problems.append(f"sector {sec.index}: checkpoint page unreadable, records still valid")
+    if img.corrupt_pages:
+        problems.append(f"{len(img.corrupt_pages)} torn or corrupt page(s) skipped: {img.corrupt_pages[:10]}")
+    return problems
+
+
+def dump(img: Image, data: bytes) -> str:
+    lines = [f"generation {img.generation}, active sector {img.active}"]
+    for s in img.sectors:
+        extra = f" seq {s.seq}" if s.seq is not None else ""
+        live = f" live {s.live}" if s.live else ""
+        lines.append(f"sector {s.index:3d}: {s.kind:7s} erases {s.erase_count}{extra}{live}")
+    for r in img.records:
+        st = STATES[r.state] if r.type in ("STATE", "CARRY") and r.state < len(STATES) else ""
+        lines.append(f"  page {r.page:5d} seq {r.seq:8d} {r.type:10s} sale {r.sale_id:10d} {st} {len(r.payload)} B")
+    for sid, sale in sorted(sales(img, data).items()):
+        lines.append(
+            f"sale {sid}: {sale['state']} approval={sale['approval']} reason={sale['reason']} body={sale['body']}"
+        )
+    return "\n".join(lines)
