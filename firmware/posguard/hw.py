@@ -26,7 +26,7 @@ def adc(pin_id):
     return machine.ADC(machine.Pin(pin_id), atten=machine.ADC.ATTN_11DB)
 
 
-def uart(uart_id, baud, tx=None, rx=None, cts=None, txbuf=256, rxbuf=256):
+def uart(uart_id, baud, tx=None, rx=None, cts=None, txbuf=256, rxbuf=256, invert_cts=False):
     kw = {"baudrate": baud, "txbuf": txbuf, "rxbuf": rxbuf, "timeout": 0}
     if tx is not None:
         kw["tx"] = tx
@@ -35,6 +35,8 @@ def uart(uart_id, baud, tx=None, rx=None, cts=None, txbuf=256, rxbuf=256):
     if cts is not None:
         kw["cts"] = cts
         kw["flow"] = machine.UART.CTS
+        if invert_cts:  # CTS is active-low; an active-low BUSY line needs it inverted
+            kw["invert"] = machine.UART.INV_CTS
     return machine.UART(uart_id, **kw)
 
 

@@ -43,6 +43,13 @@ _SCHEMA = {
         "columns": "i",
         "encoding": "s",
         "cutter": "b",
+        "flow": "s",
+        "busy_active_high": "b",
+        "busy_free": "i",
+        "rx_buffer": "i",
+        "heat": "s",
+        "mm_per_s": "n",
+        "answers_status": "b",
     },
     "host": {
         "uart_id": "i",
@@ -53,6 +60,7 @@ _SCHEMA = {
         "items_max": "i",
         "name_max": "i",
         "amount_max": "i",
+        "currency": "s",
     },
     "journal": {
         "label": "s",

@@ -2,6 +2,7 @@
 # The firmware calls asyncio.run(); under CPython that builds a loop through the policy installed here.
 # When the loop would block, virtual time jumps to the next deadline instead (no real sleeping).
 import asyncio
+import math
 import selectors
 from typing import Any
 
@@ -14,7 +15,8 @@ class _VirtualSelector(selectors.SelectSelector):
         if timeout is None:
             sim_clock.idle_wait_us(-1)
         elif timeout > 0:
-            sim_clock.idle_wait_us(int(timeout * 1_000_000))
+            # Round up: a truncated 0.99 us would leave the timer never due and the loop spinning.
+            sim_clock.idle_wait_us(max(1, math.ceil(timeout * 1_000_000 - 1e-6)))
         sim_clock.run_scheduled()
         return super().select(0)
 

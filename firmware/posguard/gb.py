@@ -1,0 +1,99 @@
+# Unicode -> GB18030 two-byte lookup from data/gb18030.bin (format: tools/posguard_tools/gbtable.py).
+# MicroPython has no GB18030 codec; the 44 KB table stays in flash and each lookup is one seek and a
+# 2-byte readinto. Only the range index (about 760 bytes) is held in RAM.
+import struct
+
+from micropython import const
+
+_HEADER = const(12)
+_RANGE = const(6)
+_MAX_RANGES = const(1024)  # a corrupt header must not make us allocate the heap away
+
+
+def _default_path():
+    f = __file__
+    d = f[: f.rfind("/")] if "/" in f else "."
+    return d + "/data/gb18030.bin"
+
+
+class TableError(Exception):
+    pass
+
+
+class GBTable:
+    def __init__(self, path=None):
+        self._path = path or _default_path()
+        self._f = open(self._path, "rb")
+        head = self._f.read(_HEADER)
+        if len(head) != _HEADER or head[:4] != b"GB2T" or head[4] != 1:
+            self._f.close()
+            raise TableError("%s is not a version-1 GB table" % self._path)
+        n, nmiss = struct.unpack_from("<HH", head, 6)
+        if n == 0 or n > _MAX_RANGES or nmiss > _MAX_RANGES:
+            self._f.close()
+            raise TableError("%s has a bad header" % self._path)
+        self._n = n
+        self._index = bytearray(n * _RANGE)
+        self._f.readinto(self._index)
+        self._miss_at = _HEADER + n * _RANGE
+        self._nmiss = nmiss
+        self._data_at = self._miss_at + nmiss * 2
+        self._two = bytearray(2)
+        self._lo_cp = struct.unpack_from("<H", self._index, 0)[0]
+        last = (n - 1) * _RANGE
+        first, count = struct.unpack_from("<HH", self._index, last)
+        self._hi_cp = first + count - 1
+
+    def close(self):
+        self._f.close()
+
+    def code(self, cp):
+        """The two GB18030 bytes of code point cp as an int (lead << 8 | trail), or 0 if it has none."""
+        if cp < self._lo_cp or cp > self._hi_cp:
+            return 0
+        idx = self._index
+        lo = 0
+        hi = self._n - 1
+        while lo <= hi:  # binary search over at most _MAX_RANGES entries: 10 steps
+            mid = (lo + hi) >> 1
+            first, count, entry = struct.unpack_from("<HHH", idx, mid * _RANGE)
+            if cp < first:
+                hi = mid - 1
+            elif cp >= first + count:
+                lo = mid + 1
+            else:
+                self._f.seek(self._data_at + (entry + cp - first) * 2)
+                two = self._two
+                if self._f.readinto(two) != 2:
+                    raise TableError("%s is truncated" % self._path)
+                return (two[0] << 8) | two[1]
+        return 0
+
+    def in_gbk(self, cp):
+        """False for the few two-byte GB18030 characters that GBK printers do not have."""
+        lo = 0
+        hi = self._nmiss - 1
+        two = self._two
+        while lo <= hi:
+            mid = (lo + hi) >> 1
+            self._f.seek(self._miss_at + mid * 2)
+            self._f.readinto(two)
+            v = two[0] | (two[1] << 8)
+            if cp < v:
+                hi = mid - 1
+            elif cp > v:
+                lo = mid + 1
+            else:
+                return False
+        return True
+
+
+_shared = None
+
+
+def table():
+    """One open table for the whole firmware (a file handle, not a copy of the table)."""
+    global _shared
+    if _shared is None:
+        _shared = GBTable()
+    return _shared

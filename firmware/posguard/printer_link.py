@@ -1,0 +1,203 @@
+# Printer transport: bytes to the UART without ever freezing the firmware.
+#
+# The ESP32's UART.write() blocks without releasing the interpreter while its TX buffer is full, and a
+# printer holding BUSY (paper out) never drains it (shared/reference/escpos.md). So every write here is
+# a chunk no larger than the printer's BUSY margin, written only when the previous chunk has left
+# (txdone), and every wait is an `await` with a deadline: a stuck printer stalls the job, not the board.
+# Flow modes (profile printer.flow):
+#   "cts"    BUSY wired to CTS, the hardware stops the wire; status polls bypass it (see query()).
+#   "xon"    the printer sends XOFF/XON on its TX line; read by printer_status.Demux before each chunk.
+#   "pacing" neither: Pacer estimates how long the mechanism needs and waits that long.
+import asyncio
+import time
+
+from micropython import const
+
+from posguard.escpos import status_query
+
+_STALL_MS = const(1000)  # no progress for this long: the job asks the printer what is wrong
+_QUERY_EXTRA_MS = const(60)  # printer turnaround allowance on top of the wire time of a status query
+_FEED_ROW_US = const(2100)  # Adafruit_Thermal dotFeedTime (battery-and-printer.md)
+_ADAFRUIT_ROW_US = const(30000)  # Adafruit_Thermal dotPrintTime: 30 ms a printed dot row
+MODES = ("cts", "xon", "pacing")
+
+
+def sleep_us(us):
+    """asyncio.sleep rounded up to whole milliseconds, at least 1: MicroPython's asyncio sleeps in ms
+    (a shorter sleep would be a busy loop), and whole ms keep both runtimes' timers identical."""
+    ms = (int(us) + 999) // 1000
+    return asyncio.sleep((ms if ms > 0 else 1) / 1000)
+
+
+class Link:
+    def __init__(self, uart, pcfg, demux, busy=None):
+        mode = pcfg["flow"]
+        if mode not in MODES:
+            raise ValueError("printer.flow must be one of %s, got %r" % (", ".join(MODES), mode))
+        if mode == "cts" and pcfg["busy"] is None:
+            raise ValueError("printer.flow is 'cts' but printer.busy names no pin")
+        self.uart = uart
+        # Read as a GPIO as well as routed to CTS: after a status query has pushed the FIFO past a
+        # held CTS (query()), the next chunk must wait for BUSY itself, not just for an empty FIFO.
+        # Without the pin object a held CTS cannot be bypassed, so status is only read while the
+        # FIFO is empty (a stuck printer is then reported "offline" instead of its fault).
+        self.busy = busy
+        self.busy_level = 1 if pcfg["busy_active_high"] else 0
+        self.mode = mode
+        self.demux = demux
+        self.frame_us = 10000000 // pcfg["baud"]  # 8N1: 10 bits a byte
+        # In flight at most busy_free - 4 bytes: what the printer still takes after it signals busy,
+        # less a status query (3 bytes) and one frame already on the wire.
+        self.chunk = max(1, pcfg["busy_free"] - 4) if mode != "pacing" else 64
+        self.stall_ms = _STALL_MS
+        self.bytes_sent = 0
+        self.queries = 0
+
+    def _chunk_us(self, k):
+        return k * self.frame_us
+
+    def _clear(self):
+        if not self.uart.txdone():
+            return False
+        return self.busy is None or self.busy.value() != self.busy_level
+
+    async def _wait_txdone(self):
+        """True once the last chunk has left the FIFO (and BUSY is off); False after stall_ms."""
+        if self._clear():
+            return True
+        start = time.ticks_ms()
+        while not self._clear():
+            waited = time.ticks_diff(time.ticks_ms(), start)
+            if waited > self.stall_ms:
+                return False
+            # 1 ms steps while the printer is just slow (the wire idles at most that long after BUSY
+            # drops), coarser once it looks stuck.
+            await sleep_us(1000 if waited < 100 else 20000)
+        return True
+
+    async def _wait_xon(self):
+        d = self.demux
+        d.poll()
+        if not d.xoff:
+            return True
+        start = time.ticks_ms()
+        while d.xoff:
+            if time.ticks_diff(time.ticks_ms(), start) > self.stall_ms:
+                return False
+            await sleep_us(self._chunk_us(2))
+            d.poll()
+        return True
+
+    async def send(self, mv, i=0, cont=None):
+        """Send mv[i:] as far as the printer takes it; returns the offset reached (< len(mv): stalled).
+        cont (Encoder.cont) marks bytes that continue an item: chunks end on item boundaries when
+        they can, so a stall usually leaves the FIFO on a boundary where a status query is safe."""
+        n = len(mv)
+        chunk = self.chunk
+        uart = self.uart
+        while i < n:
+            if not await self._wait_txdone():
+                return i
+            if self.mode == "xon" and not await self._wait_xon():
+                return i
+            k = n - i if n - i < chunk else chunk
+            if cont is not None and i + k < n:
+                j = k
+                while j > 0 and cont[i + j]:
+                    j -= 1
+                if j > 0:
+                    k = j
+            uart.write(mv[i : i + k])  # cannot block: the FIFO is empty and k < 128
+            i += k
+            self.bytes_sent += k
+            await sleep_us(self._chunk_us(k))
+        return i
+
+    def flowing(self):
+        """The printer takes data: the last chunk has left and no XOFF is pending."""
+        if self.mode == "xon":
+            self.demux.poll()
+            if self.demux.xoff:
+                return False
+        return self._clear()
+
+    async def drain(self):
+        return await self._wait_txdone()
+
+    async def query(self, n, timeout_ms=None):
+        """DLE EOT n; the reply byte, or None when the printer does not answer in time."""
+        d = self.demux
+        uart = self.uart
+        d.poll()
+        d.take_reply()  # a stale reply (e.g. to 10 04 n inside QR data) must not answer this query
+        bypass = self.mode == "cts" and self.busy is not None
+        if not bypass and not await self._wait_txdone():
+            return None  # the query would queue behind data a held CTS keeps in the FIFO
+        if bypass:
+            # BUSY would hold the query behind CTS forever. What sits in the FIFO is at most one chunk,
+            # and a busy printer still has busy_free bytes free: send it all without flow control.
+            uart.init(flow=0)
+        try:
+            self.queries += 1
+            uart.write(status_query(n))
+            if timeout_ms is None:
+                timeout_ms = (self.chunk + 8) * self.frame_us // 1000 + _QUERY_EXTRA_MS
+            start = time.ticks_ms()
+            step = self._chunk_us(2)
+            while True:
+                await sleep_us(step)
+                d.poll()
+                r = d.take_reply()
+                if r >= 0:
+                    return r
+                if time.ticks_diff(time.ticks_ms(), start) > timeout_ms:
+                    return None
+        finally:
+            if bypass:
+                uart.init(flow=uart.CTS)
+
+
+class Pacer:
+    """Timing-only flow control: keep an estimate of when the mechanism will be idle and never send
+    more than the printer's buffer can hold before then. Every assumption is on the slow side."""
+
+    INK_WORST = 0.5  # [EST] share of a text cell's dots that can be black in one dot row
+    HEAT_SAG = 2.5  # [EST] heat-time stretch a printer applies at its lowest supply (E = V^2 t / R)
+
+    def __init__(self, pcfg, frame_us, adafruit=False):
+        self.frame_us = frame_us
+        self.window = max(1, pcfg["rx_buffer"] - pcfg["busy_free"])
+        self.row_min_us = 1000000 // (pcfg["mm_per_s"] * 8)  # 8 dots per mm (escpos.md: 384 dots = 48 mm)
+        self.adafruit = adafruit
+        self.heat_dots, self.heat_us, self.heat_int_us = 64, 800, 20  # ESC 7 defaults
+        self._idle_at = time.ticks_us()
+
+    def set_heat(self, dots, time_us, interval_us):
+        self.heat_dots, self.heat_us, self.heat_int_us = max(8, dots), time_us, interval_us
+
+    def row_us(self, ink_dots):
+        if self.adafruit:
+            return _ADAFRUIT_ROW_US
+        strobes = (int(ink_dots) + self.heat_dots - 1) // self.heat_dots
+        per = strobes * (self.heat_us * self.HEAT_SAG + self.heat_int_us)
+        return per if per > self.row_min_us else self.row_min_us
+
+    async def before(self, nbytes):
+        # Bytes of this op may arrive while the previous op prints, up to the buffer window.
+        early = (nbytes if nbytes < self.window else self.window) * self.frame_us
+        wait = time.ticks_diff(self._idle_at, time.ticks_us()) - early
+        if wait > 0:
+            await sleep_us(wait)
+
+    def after(self, nbytes, rows_print, rows_feed, ink_dots, extra_us=0):
+        now = time.ticks_us()
+        start = time.ticks_add(now, nbytes * self.frame_us)
+        if time.ticks_diff(self._idle_at, start) > 0:
+            start = self._idle_at
+        dur = int(rows_print * self.row_us(ink_dots) + rows_feed * _FEED_ROW_US + extra_us)
+        self._idle_at = time.ticks_add(start, dur)
+
+    async def idle(self):
+        wait = time.ticks_diff(self._idle_at, time.ticks_us())
+        if wait > 0:
+            await sleep_us(wait)
