@@ -11,7 +11,7 @@ PORT ?=
 # Options for `make sim`, e.g. make sim SIM_ARGS="--hours 8 --aged --temp 0"
 SIM_ARGS ?=
 
-.PHONY: help setup test bench sim deploy repl provision vboard clean need-port
+.PHONY: cjk-font help setup test bench sim deploy repl provision vboard clean need-port
 
 help:
 	@echo "make test        everything CI checks (ruff, mypy, MicroPython gate, pytest on CPython + unix port)"
@@ -23,7 +23,21 @@ help:
 	@echo "make provision PORT=/dev/ttyUSB0 [BOARD=…]        add the journal partition (reformats the filesystem)"
 	@echo "make vboard [BOARD=…]                             a virtual board mpremote can talk to"
 
-setup: $(STAMP)
+setup: $(STAMP) cjk-font
+
+# Receipt PNGs draw Chinese with a system CJK font. Installed where this machine lets us (root with
+# apt-get); otherwise the renderer says clearly that Chinese comes out as boxes. Never fails the build.
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
+cjk-font:
+	@if [ ! -e $(CJK_FONT) ] && [ ! -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-zenhei >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-zenhei >/dev/null 2>&1; }; } \
+	    && echo "installed a CJK font (Debian fonts-wqy-zenhei) for receipt PNGs" \
+	    || echo "note: could not install fonts-wqy-zenhei: receipt PNGs will draw Chinese as boxes"; \
+	  else echo "note: no CJK font (needs root and apt-get: fonts-wqy-zenhei); receipt PNGs draw Chinese as boxes"; fi; \
+	fi
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "posguard needs Python 3.11 or newer")'

@@ -3,3 +3,12 @@
 import gc
 
 gc.collect()
+try:
+    from posguard import bootcheck, profile
+
+    # Below the SHUTDOWN level this deep-sleeps at once (wake on the charger pin or a timer): a weak
+    # pack never gets as far as a brownout reboot loop.
+    bootcheck.check(profile.load("board.json"))
+except Exception as e:  # a bad profile or sensor: main.py reports it; boot.py must not stop the board
+    print("boot check skipped:", e)
+del gc

@@ -23,16 +23,17 @@ def test_every_cut_point_of_the_scripted_session(world: Any) -> None:
 
 
 def test_the_session_compacts_in_the_middle(world: Any, monkeypatch: Any) -> None:
-    from posguard import compaction
-
+    # Spy on the compaction module the harness really calls: a simulated reboot in an earlier test
+    # drops posguard.* from sys.modules, so `from posguard import compaction` here could be a newer copy.
+    compaction_globals = C.S.compact_tail.__globals__
     carried: list[tuple[int, int]] = []
-    orig = compaction._carry
+    orig = compaction_globals["_carry"]
 
     def spy(j: Any, sid: int, state: int, *rest: Any) -> int:
         carried.append((sid, state))
         return int(orig(j, sid, state, *rest))
 
-    monkeypatch.setattr(compaction, "_carry", spy)
+    monkeypatch.setitem(compaction_globals, "_carry", spy)
     kinds = C.count_ops(6, C.session(extra=6))
     assert kinds[6:].count(sim_flash.OP_ERASE) >= 2  # erases after the initial format
     states = {st for _, st in carried}

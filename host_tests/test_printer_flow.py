@@ -135,3 +135,28 @@ def test_adafruit_style_pacing_is_safe_but_slow(make: Any) -> None:
     assert res["result"] == res2["result"] == "printed"
     assert w.printer.dropped == w2.printer.dropped == 0
     assert slow > 2 * fast
+
+
+def test_pacer_deadline_does_not_go_stale_across_the_ticks_us_wrap() -> None:
+    # ticks_us wraps every 2**30 us (17.9 min): a receipt's deadline read 10 minutes later looks
+    # 7.9 minutes in the future to ticks_diff. The pacer must see an idle mechanism, not sleep.
+    import asyncio
+
+    import sim_clock
+
+    from posguard import printer_link
+
+    clock = sim_clock.reset(0)
+    pcfg = {"rx_buffer": 45, "busy_free": 16, "mm_per_s": 50}
+    pacer = printer_link.Pacer(pcfg, frame_us=1042)
+    pacer.after(40, rows_print=24, rows_feed=0, ink_dots=200)
+    clock.advance_ms(10 * 60 * 1000)
+    t0 = clock.now_us()
+    asyncio.run(pacer.before(40))
+    asyncio.run(pacer.idle())
+    assert clock.now_us() - t0 < 1000, "the pacer slept on a deadline that lapsed 10 minutes ago"
+    # and a fresh deadline is still honoured
+    pacer.after(40, rows_print=24, rows_feed=0, ink_dots=200)
+    t1 = clock.now_us()
+    asyncio.run(pacer.idle())
+    assert clock.now_us() - t1 > 24 * 2000

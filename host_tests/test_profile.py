@@ -68,3 +68,28 @@ def test_unreadable_and_invalid_json_are_clear(tmp_path: Path) -> None:
     bad.write_text("{ not json")
     with pytest.raises(profile.ProfileError, match="not valid JSON"):
         profile.load(str(bad))
+
+
+def test_host_link_may_not_share_the_repl_uart() -> None:
+    # Production mode: the cashier app's UART must never reach the REPL on UART0.
+    d = _devkit()
+    d["host"]["uart_id"] = 0
+    with pytest.raises(profile.ProfileError, match=r"'host\.uart_id' must not be 0"):
+        profile.validate(d)
+    d = _devkit()
+    d["printer"]["uart_id"] = d["host"]["uart_id"]
+    with pytest.raises(profile.ProfileError, match=r"'printer\.uart_id' must differ"):
+        profile.validate(d)
+
+
+def test_unknown_chemistry_is_named() -> None:
+    d = _devkit()
+    d["battery"]["chemistry"] = "LiPo-magic"
+    with pytest.raises(profile.ProfileError, match=r"'battery\.chemistry' must be one of NMC, LFP"):
+        profile.validate(d)
+
+
+def test_profile_chemistries_match_the_soc_tables() -> None:
+    from posguard import soc
+
+    assert set(profile._CHEMISTRIES) == set(soc.CHEMISTRIES)

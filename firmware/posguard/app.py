@@ -1,25 +1,285 @@
-# The terminal application: wires the profile's hardware into the parts and runs them as asyncio tasks.
+# The terminal application: wires the profile's hardware into the parts and runs them as asyncio
+# tasks: battery monitor + power policy, printer worker, host link, journal maintenance (only when
+# the policy allows), watchdog feeding. A task that crashes is logged to flash and restarted; a task
+# that keeps crashing resets the board, and the journal's recovery picks every sale up again.
 import asyncio
+import time
 
+import machine
 from micropython import const
 
-from posguard import hw, profile
+from posguard import commands, crashlog, hw, printjobs, profile, validate
+from posguard.hostlink import HostLink
 
 _WDT_TIMEOUT_MS = const(8000)  # above the 400 ms worst-case sector erase (storage.md), with room
-_FEED_EVERY_S = 1.0
+_FEED_EVERY_S = 2.0  # a quarter of the watchdog timeout
+_MONITOR_BUSY_S = 1.0  # battery updates while printing or just after: the sag and relaxation matter
+_MONITOR_IDLE_S = 5.0  # ...and at rest, where the voltage moves slowly (saves CPU and ADC work)
+_MONITOR_BUSY_MS = const(60000)
+_POLL_ACTIVE_S = 0.1  # host-link poll while a sale is in progress: replies within ~100 ms
+_POLL_IDLE_S = 0.4  # ...and when the counter is quiet (one line fits the RX buffer, see rxbuf)
+_ACTIVE_MS = const(5000)
+_LINES_PER_WAKE = const(4)
+_MAINT_EVERY_S = 10.0
+_MAINT_SOON_S = 1.0
+_MAINT_STEPS_BETWEEN = const(2)
+_PRINTER_CHECK_ROUNDS = const(6)  # idle printer status poll once a minute (DLE EOT: no paper used)
+_MAINT_STEPS = const(4)  # at most 4 x 400 ms of erase per round (storage.md worst case)
+_CRASH_WINDOW_MS = const(60000)
+_CRASHES_BEFORE_RESET = const(5)
+
+current = None  # the running Terminal, for the REPL API (posguard.repl)
+running = False  # True while the asyncio tasks run (the REPL then queues instead of printing itself)
 
 
-async def _feed(wdt):
-    while True:
-        wdt.feed()
-        await asyncio.sleep(_FEED_EVERY_S)
+class _NoWatchdog:
+    def feed(self):
+        pass
 
 
-async def run(prof):
-    wdt = hw.watchdog(_WDT_TIMEOUT_MS)
-    await _feed(wdt)
+def rtc_text():
+    t = machine.RTC().datetime()
+    return "%04d-%02d-%02d %02d:%02d" % (t[0], t[1], t[2], t[4], t[5])
 
 
-def main(path="board.json"):
+class Terminal:
+    def __init__(self, prof, wrap_monitor=None):
+        self.prof = prof
+        self.wrap_monitor = wrap_monitor  # the simulator's naive-policy baseline wraps the monitor
+        self.crash = crashlog.CrashLog()
+        self.lim = validate.Limits(prof["host"])
+        self.wdt = None
+        self.mon = None
+        self.book = None
+        self.recovery = None
+        self.drv = None
+        self.jobs = None
+        self.cmds = None
+        self.link = None
+        self.started_ms = time.ticks_ms()
+        self.last_host_ms = time.ticks_add(self.started_ms, -_MONITOR_BUSY_MS)
+
+    # -- construction (each part from hw.py objects) -----------------------------------------------
+    def build(self, watchdog=True):
+        prof = self.prof
+        pins = prof["pins"]
+        # First: a hang while mounting resets the board. The REPL's service mode runs without one
+        # (an ESP32 watchdog cannot be stopped once started).
+        self.wdt = hw.watchdog(_WDT_TIMEOUT_MS) if watchdog else _NoWatchdog()
+        self.mon = self._part("power", self._build_monitor)
+        if self.mon is not None and self.wrap_monitor is not None:
+            self.mon = self.wrap_monitor(self.mon)
+        self.book = self._part("journal", self._build_journal)
+        self.wdt.feed()
+        from posguard import printer
+
+        pcfg = prof["printer"]
+        self.drv = printer.Printer(hw.uart(**printer.uart_args(pcfg)), pcfg)
+        self.jobs = printjobs.PrintJobs(self.book, self.drv, self.mon, prof)
+        self.drv.on_event = self.jobs.on_printer_event
+        if self.book is not None:
+            self.jobs.before_job = self.between_jobs
+        if self.recovery is not None:
+            for sid in self.recovery.get("reprint", ()):
+                self.jobs.add(printjobs.DUPLICATE, sid)  # "reprinted after power loss", top and bottom
+        h = prof["host"]
+        # rxbuf holds one whole request: the app sends the next line only after the reply.
+        uart = hw.uart(h["uart_id"], h["baud"], tx=h["tx"], rx=h["rx"], txbuf=512, rxbuf=h["line_max"] + 64)
+        self.link = HostLink(uart, h["line_max"])
+        self.cmds = commands.Commands(self.book, self.jobs, self.mon, rtc_text, self._extra_status)
+        if self.mon is not None:
+            self.mon.add_shutdown_hook(self._on_shutdown)
+            pf = hw.pin_in(pins["power_fail"], machine.Pin.PULL_UP)
+            if pf is not None:
+                from posguard import bootcheck
+
+                bootcheck.arm_power_fail(pf, self.mon.shutdown)
+
+    def _part(self, name, fn):
+        try:
+            return fn()
+        except Exception as e:  # the terminal still answers the host and the REPL, and says why
+            self.crash.record(name, e)
+            return None
+
+    def _build_monitor(self):
+        from posguard import powermon
+
+        pins = self.prof["pins"]
+        return powermon.PowerMonitor(
+            self.prof,
+            hw.adc(pins["vbat_adc"]),
+            charger_pin=hw.pin_in(pins["charger_present"]),
+            therm_adc=hw.adc(pins["thermistor_adc"]),
+            current_adc=hw.adc(pins["current_adc"]),
+            store_dir="",
+        )
+
+    def _build_journal(self):
+        from posguard import journal, sales
+
+        book = sales.SaleBook(journal.Journal(hw.journal_partition(self.prof)),
+                              keep_last=self.prof["journal"]["keep_last"])
+        book.maintenance_allowed = False  # until the power policy has had a look
+        self.recovery = book.recover()
+        return book
+
+    def _extra_status(self):
+        return {
+            "uptime_s": time.ticks_diff(time.ticks_ms(), self.started_ms) // 1000,
+            "crashes": self.crash.count,
+            "last_crash": self.crash.last(),
+        }
+
+    def _on_shutdown(self, reason):
+        # Nothing to seal: every committed change is already one page on flash. Stop new work.
+        if self.book is not None:
+            self.book.maintenance_allowed = False
+
+    # -- tasks ------------------------------------------------------------------------------------
+    async def guard(self, name, fn):
+        """Run fn() forever: log a crash and restart it; reset the board if it keeps crashing."""
+        crashes = 0
+        while True:
+            t0 = time.ticks_ms()
+            try:
+                await fn()
+                raise RuntimeError("task ended")
+            except Exception as e:
+                self.crash.record(name, e)
+                if time.ticks_diff(time.ticks_ms(), t0) > _CRASH_WINDOW_MS:
+                    crashes = 0
+                crashes += 1
+                if crashes >= _CRASHES_BEFORE_RESET:
+                    machine.reset()  # a clean start: the journal's recovery resumes every sale
+            await asyncio.sleep(1.0)
+
+    async def host_loop(self):
+        link = self.link
+        last = time.ticks_ms()
+        while True:
+            n = 0
+            while n < _LINES_PER_WAKE:
+                try:
+                    line = link.poll()
+                    if line is None:
+                        break
+                    reply = self.handle_line(bytes(line))
+                except validate.HostError as e:
+                    reply = commands.error_reply(None, e)
+                n += 1
+                await link.send(reply)
+            now = time.ticks_ms()
+            if n:
+                last = now
+                self.last_host_ms = now
+            busy = time.ticks_diff(now, last) < _ACTIVE_MS
+            await asyncio.sleep(_POLL_ACTIVE_S if busy else _POLL_IDLE_S)
+
+    def handle_line(self, line):
+        """One request line -> reply dict. Never raises: a bug answers INTERNAL and is logged."""
+        try:
+            req = validate.validate_line(line, self.lim)
+        except validate.HostError as e:
+            return commands.error_reply(getattr(e, "seq", None), e)
+        try:
+            return self.cmds.handle(req)
+        except Exception as e:
+            self.crash.record("host:" + req["op"], e)
+            return commands.error_reply(req.get("seq"), validate.HostError(
+                "INTERNAL", "internal error (logged)", "retry; the sale state is unchanged or ask {\"op\":\"sale\"}"))
+
+    async def monitor_loop(self):
+        mon = self.mon
+        jobs = self.jobs
+        last_busy = time.ticks_ms()
+        while True:
+            try:
+                mon.update()
+            except (OSError, ValueError) as e:  # a sensor glitch: the monitor reports FAULT itself
+                mon.fault = "update failed: %s" % e
+            now = time.ticks_ms()
+            if jobs.active is not None or jobs.pending() or time.ticks_diff(now, self.last_host_ms) < _MONITOR_BUSY_MS:
+                # A sale in progress: the next receipt's voltage step (the resistance measurement) must
+                # fall inside the monitor's 1 s step window, so read every second from the first request.
+                last_busy = now
+            busy = time.ticks_diff(now, last_busy) < _MONITOR_BUSY_MS
+            await asyncio.sleep(_MONITOR_BUSY_S if busy else _MONITOR_IDLE_S)
+
+    async def printer_loop(self):
+        try:
+            await self.drv.start()
+        except OSError as e:
+            self.jobs.problem = "offline"
+            self.crash.record("printer", e)
+        await self.jobs.run()
+
+    def maintain(self, steps):
+        """Up to `steps` bounded journal maintenance steps (each at most one 400 ms sector erase,
+        storage.md), only while the printer is idle and the power policy allows flash erases."""
+        book = self.book
+        mon = self.mon
+        if book is None:
+            return
+        allowed = (mon is None or mon.maintenance_allowed) and self.jobs.active is None
+        book.maintenance_allowed = allowed
+        if not allowed:
+            return
+        try:
+            book.idle()
+            for _ in range(steps):
+                if book.maintenance() is None:
+                    self.cmds.maintenance_wanted = False
+                    break
+                self.wdt.feed()
+        finally:
+            book.maintenance_allowed = False
+
+    def between_jobs(self):
+        # A steady stream of receipts (a lunch rush) would otherwise keep maintenance waiting until the
+        # journal refuses new sales: give it a step between two receipts, printer idle.
+        self.maintain(_MAINT_STEPS_BETWEEN)
+
+    async def maintenance_loop(self):
+        rounds = 0
+        while True:
+            # A refused sale (needs_maintenance) makes the next round come sooner.
+            await asyncio.sleep(_MAINT_SOON_S if self.cmds.maintenance_wanted else _MAINT_EVERY_S)
+            rounds += 1
+            if rounds % _PRINTER_CHECK_ROUNDS == 0:
+                self.jobs.check_printer()
+            self.maintain(_MAINT_STEPS)
+
+    async def run(self):
+        global current, running
+        current = self
+        self.build()
+        running = True
+        wdt = self.wdt
+        if self.mon is not None:
+            asyncio.create_task(self.guard("power", self.monitor_loop))
+        asyncio.create_task(self.guard("printer", self.printer_loop))
+        asyncio.create_task(self.guard("host", self.host_loop))
+        if self.book is not None:
+            asyncio.create_task(self.guard("journal", self.maintenance_loop))
+        while True:
+            wdt.feed()
+            await asyncio.sleep(_FEED_EVERY_S)
+
+
+async def run(prof, wrap_monitor=None):
+    await Terminal(prof, wrap_monitor).run()
+
+
+def service_mode(prof):
+    """The service button held at boot: no terminal tasks and no watchdog, just the REPL."""
+    pin = hw.pin_in(prof["pins"]["service"], machine.Pin.PULL_UP)
+    return pin is not None and pin.value() == 0
+
+
+def main(path="board.json", wrap_monitor=None):
     prof = profile.load(path)
-    asyncio.run(run(prof))
+    if service_mode(prof):
+        print("posguard: service mode (button held at boot). On the REPL: from posguard import repl as pos")
+        return
+    asyncio.run(run(prof, wrap_monitor))

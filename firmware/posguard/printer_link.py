@@ -19,6 +19,9 @@ _STALL_MS = const(1000)  # no progress for this long: the job asks the printer w
 _QUERY_EXTRA_MS = const(60)  # printer turnaround allowance on top of the wire time of a status query
 _FEED_ROW_US = const(2100)  # Adafruit_Thermal dotFeedTime (battery-and-printer.md)
 _ADAFRUIT_ROW_US = const(30000)  # Adafruit_Thermal dotPrintTime: 30 ms a printed dot row
+# No single op books more mechanism time than this (a tall QR at the slowest heat is a few seconds):
+# a longer wait can only be a stale deadline read across the ticks_us wrap.
+_MAX_AHEAD_US = const(60000000)
 MODES = ("cts", "xon", "pacing")
 
 
@@ -185,19 +188,30 @@ class Pacer:
     async def before(self, nbytes):
         # Bytes of this op may arrive while the previous op prints, up to the buffer window.
         early = (nbytes if nbytes < self.window else self.window) * self.frame_us
-        wait = time.ticks_diff(self._idle_at, time.ticks_us()) - early
+        wait = self._ahead_us() - early
         if wait > 0:
             await sleep_us(wait)
 
     def after(self, nbytes, rows_print, rows_feed, ink_dots, extra_us=0):
         now = time.ticks_us()
         start = time.ticks_add(now, nbytes * self.frame_us)
-        if time.ticks_diff(self._idle_at, start) > 0:
+        if self._ahead_us() > nbytes * self.frame_us:
             start = self._idle_at
         dur = int(rows_print * self.row_us(ink_dots) + rows_feed * _FEED_ROW_US + extra_us)
         self._idle_at = time.ticks_add(start, dur)
 
+    def _ahead_us(self):
+        """How long the mechanism is still busy. ticks_us wraps every 2**30 us (17.9 min) and
+        ticks_diff is only valid within half of that, so a deadline left from a receipt printed
+        long ago can read as up to 9 minutes in the future: no op ever books more than
+        _MAX_AHEAD_US of work, so anything beyond that is stale and the mechanism is idle now."""
+        ahead = time.ticks_diff(self._idle_at, time.ticks_us())
+        if ahead > _MAX_AHEAD_US:
+            self._idle_at = time.ticks_us()
+            return 0
+        return ahead
+
     async def idle(self):
-        wait = time.ticks_diff(self._idle_at, time.ticks_us())
+        wait = self._ahead_us()
         if wait > 0:
             await sleep_us(wait)

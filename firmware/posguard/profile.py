@@ -80,6 +80,8 @@ _SCHEMA = {
 }
 
 _MCUS = ("esp32", "esp32s3")
+_REPL_UART = 0
+_CHEMISTRIES = ("NMC", "LFP")  # the OCV tables posguard.soc ships
 
 
 class ProfileError(ValueError):
@@ -123,6 +125,16 @@ def validate(data):
     _check_section("", _SCHEMA, data)
     if data["mcu"] not in _MCUS:
         raise ProfileError("profile key 'mcu' must be one of %s, got %r" % (", ".join(_MCUS), data["mcu"]))
+    if data["battery"]["chemistry"] not in _CHEMISTRIES:
+        raise ProfileError("profile key 'battery.chemistry' must be one of %s, got %r" % (
+            ", ".join(_CHEMISTRIES), data["battery"]["chemistry"]))
+    # Production mode: the REPL lives on UART0 (the USB-serial console) and the host link must never
+    # share it, or a cashier app could reach the REPL. A technician gets in on UART0 instead.
+    if data["host"]["uart_id"] == _REPL_UART:
+        raise ProfileError("profile key 'host.uart_id' must not be %d: UART%d is the REPL console" % (
+            _REPL_UART, _REPL_UART))
+    if data["printer"]["uart_id"] in (_REPL_UART, data["host"]["uart_id"]):
+        raise ProfileError("profile key 'printer.uart_id' must differ from the REPL's UART0 and host.uart_id")
     return data
 
 

@@ -66,13 +66,14 @@ def _pin_id(pin):
 
 
 def _transfer(v, lo, hi, sat):
-    """The ADC front end's effective input: linear inside [lo, hi], compressed outside, clipped."""
+    """The ADC front end's effective input: linear inside [lo, hi], compressed outside: it reads low
+    above hi and reaches the saturation code only at 1.1 x sat [EST]; quadratic toward 0 below lo."""
     if v <= 0.0:
         return 0.0
     if v < lo:
         return lo * (v / lo) * (v / lo)
     if v > hi:
-        v = hi + (v - hi) * 0.5
+        v = hi + (v - hi) * (sat - hi) / (1.1 * sat - hi)
         return sat if v > sat else v
     return v
 
@@ -140,6 +141,8 @@ class ADC:
 
     def _raw12(self):
         v, hi, sat = self._effective_v()
+        if v >= sat:
+            return 4095  # the converter itself saturates, whatever this chip's reference voltage
         code = int(v * self._vref / sat * 4095.0 + 0.5)
         return 4095 if code > 4095 else (0 if code < 0 else code)
 

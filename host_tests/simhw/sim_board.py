@@ -170,11 +170,13 @@ class Board:
         for hook in self.on_boot:
             hook(self)
         self.power.on = True
-        self.power.set_load("board", self.profile["power"]["idle_a"])
         _reset_event_loop()
         cwd = os.getcwd()
         os.chdir(self.fs_dir)
         try:
+            # Inside the try: a pack too weak to carry even the idle load browns out here, and the
+            # runner waits for it to recover like any other brownout.
+            self.power.set_load("board", self.profile["power"]["idle_a"])
             for name in ("boot.py", "main.py"):
                 path = self.firmware_dir + "/" + name
                 with open(path) as f:

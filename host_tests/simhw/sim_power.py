@@ -26,7 +26,7 @@ class DeepSleep(BoardReset):
     cause = 4  # machine.DEEPSLEEP_RESET
 
     def __init__(self, ms):
-        BoardReset.__init__(self, "deepsleep")
+        super().__init__("deepsleep")  # (MicroPython refuses BoardReset.__init__(self, ...) on exceptions)
         self.ms = ms
 
 

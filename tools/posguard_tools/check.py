@@ -29,8 +29,8 @@ def _run(cmd: list[str]) -> tuple[int, str]:
 
 def stage_ruff() -> tuple[bool, str]:
     rc, out = _run([paths.venv_bin("ruff"), "check", "."])
-    findings = len(re.findall(r"^\S+:\d+:\d+:", out, re.M))
-    return rc == 0, "clean" if rc == 0 else f"{findings} findings"
+    m = re.search(r"Found (\d+) error", out)
+    return rc == 0, "clean" if rc == 0 else f"{m.group(1) if m else 'some'} findings"
 
 
 def stage_mypy() -> tuple[bool, str]:

@@ -1,0 +1,173 @@
+# The power policy: the load model (what the firmware draws idle and printing at a heat setting), the
+# prediction of a receipt's minimum voltage, the heat setting that keeps the peak within what the pack
+# can deliver now, and the OK / LOW / CRITICAL / SHUTDOWN / FAULT states with hysteresis.
+import math
+from collections import namedtuple
+
+from micropython import const
+
+from posguard import soc
+
+OK = const(0)
+LOW = const(1)
+CRITICAL = const(2)
+SHUTDOWN = const(3)
+FAULT = const(4)
+NAMES = ("OK", "LOW", "CRITICAL", "SHUTDOWN", "FAULT")
+
+STANDARD_LINES = const(30)
+_DWELL = const(3)  # consecutive updates a new state must persist (a noisy reading cannot flap it)
+_PARK_S = const(120)  # time in CRITICAL at 0 % to finish or park the current sale before SHUTDOWN
+_NOMINAL_CELL_V = 3.7  # NMC nominal, the voltage the profile's print current is quoted at [EST]
+_HEAD_V_BOOST = 5.0  # a boost converter feeds the printer 5 V (battery-and-printer.md: CSN-A2 at 5 V)
+_MIN_DOTS = const(8)  # ESC 7 n1 = 0: (0 + 1) * 8 dots at once
+_RADIO_A = 0.24  # ESP32 Wi-Fi transmit (battery-and-printer.md)
+
+# ESC 7 n1 n2 n3 for CSN-A2-class printers: dots (n1+1)*8, time n2*10 us, interval n3*10 us
+# (battery-and-printer.md). peak_a is the predicted pack-side peak current (idle included).
+HeatSetting = namedtuple("HeatSetting", ("n1", "n2", "n3", "dots", "time_us", "interval_us", "peak_a"))
+
+
+class LoadModel:
+    """Pack-side current the firmware knows it draws. print_a is the extra current while printing at
+    the profile's default heat dots (measured per board; devkit-1s: the reference trace's 2.0 A receipt
+    minus 0.30 A idle). Peak current scales with the dots heated at once (dots x V / R_dot, battery-and-
+    printer.md); a boost converter draws constant current from the pack for it, a direct pack feeds the
+    head its own voltage, so the current follows the pack voltage."""
+
+    def __init__(self, prof):
+        p = prof["power"]
+        pol = prof["policy"]
+        self.idle_a = p["idle_a"]
+        self.print_a = p["print_a"]
+        self.receipt_s = p["receipt_s"]
+        self.charge_a = p["charge_a"]
+        self.boost = p["boost_converter"]
+        self.cells = prof["battery"]["cells_series"]
+        self.dots = pol["heat_dots"]
+        self.time_us = pol["heat_time_us"]
+        self.interval_us = pol["heat_interval_us"]
+        # Lowest heat the policy offers: half the dots at once, so a receipt takes at most about twice
+        # as long (a slower receipt is still a sale; fewer dots would make it crawl) [EST].
+        self.min_dots = max(_MIN_DOTS, (self.dots // 16) * 8)
+        self.radio = False
+
+    def base_a(self):
+        return self.idle_a + (_RADIO_A if self.radio else 0.0)
+
+    def print_extra_a(self, dots, v_pack):
+        a = self.print_a * dots / self.dots
+        if not self.boost and v_pack > 0:
+            a *= v_pack / (self.cells * _NOMINAL_CELL_V)
+        return a
+
+    def receipt_time_s(self, lines, dots):
+        # Fewer dots at once means more strobes per dot row: the print takes longer, not less energy.
+        slow = self.dots / dots if dots < self.dots else 1.0
+        return self.receipt_s * lines / STANDARD_LINES * slow
+
+    def heat(self, dots, v_pack):
+        """The HeatSetting for `dots` at once, with the heat time scaled to keep energy per dot
+        (E = V^2 / R * t) at the head's voltage."""
+        dots = (dots // 8) * 8
+        if dots < _MIN_DOTS:
+            dots = _MIN_DOTS
+        t = self.time_us
+        if not self.boost and v_pack > 0:
+            k = (self.cells * _NOMINAL_CELL_V / v_pack) ** 2
+            k = 0.5 if k < 0.5 else (2.0 if k > 2.0 else k)
+            t = int(t * k)
+        n2 = t // 10
+        n2 = 255 if n2 > 255 else n2
+        n3 = self.interval_us // 10
+        n3 = 255 if n3 > 255 else n3
+        peak = self.base_a() + self.print_extra_a(dots, v_pack)
+        return HeatSetting(dots // 8 - 1, n2, n3, dots, n2 * 10, n3 * 10, peak)
+
+
+def predict_min_cell_v(ocv_cell, v_rc, r0, soc_ref, cap_ah, amps, t_s, chemistry):
+    """Lowest per-cell voltage at the end of t_s seconds at `amps`: OCV after the charge drawn, minus
+    I*R0, minus the relaxation branch grown toward amps*R1 (shared/reference: V = OCV - I*R0 - V_RC)."""
+    a = math.exp(-t_s / soc.TAU_RC_S)
+    v_rc_end = v_rc * a + amps * r0 * soc.RC_SHARE * (1.0 - a)
+    d_soc = amps * t_s / 3600.0 / cap_ah * 100.0
+    ocv_end = ocv_cell - (soc.soc_to_ocv(soc_ref, chemistry) - soc.soc_to_ocv(soc_ref - d_soc, chemistry))
+    return ocv_end - amps * r0 - v_rc_end
+
+
+def empty_soc_ref(cutoff_cell, margin_cell, idle_a, amps, r0, t_s, chemistry):
+    """Table SoC at which a standard receipt, started rested at idle, would end exactly at the cutoff
+    plus margin: the 0 % of the usable scale."""
+    a = math.exp(-t_s / soc.TAU_RC_S)
+    r1 = r0 * soc.RC_SHARE
+    v_rc_end = idle_a * r1 * a + amps * r1 * (1.0 - a)
+    return soc.ocv_to_soc(cutoff_cell + margin_cell + amps * r0 + v_rc_end, chemistry)
+
+
+class PowerPolicy:
+    def __init__(self, prof):
+        pol = prof["policy"]
+        self.low = pol["low_pct"]
+        self.critical = pol["critical_pct"]
+        self.shutdown = pol["shutdown_pct"]
+        self.hyst = pol["hysteresis_pct"]
+        if not 0 <= self.shutdown <= self.critical <= self.low <= 100:
+            raise ValueError("policy needs 0 <= shutdown_pct <= critical_pct <= low_pct <= 100")
+        self.state = OK
+        self._pending = OK
+        self._count = 0
+        self._critical_s = 0.0
+
+    def _level(self, soc_pct):
+        if soc_pct <= self.shutdown:
+            return SHUTDOWN
+        if soc_pct < self.critical:
+            return CRITICAL
+        if soc_pct < self.low:
+            return LOW
+        return OK
+
+    def target(self, soc_pct, rx_headroom_v, rx_hyst_v, idle_ok, fault):
+        if fault:
+            return FAULT
+        if not idle_ok:
+            return SHUTDOWN
+        cur = self.state if self.state != FAULT else OK
+        down = self._level(soc_pct)
+        up = self._level(soc_pct - self.hyst)
+        if down > cur:
+            lvl = down
+        elif up < cur:
+            lvl = up
+        else:
+            lvl = cur
+        # The receipt check: enter CRITICAL when a standard receipt would not finish; leave it only
+        # with a clear margin (rx_hyst_v) so a voltage wobbling at the limit does not flap.
+        if rx_headroom_v < 0 or (cur >= CRITICAL and rx_headroom_v < rx_hyst_v):
+            if lvl < CRITICAL:
+                lvl = CRITICAL
+        if lvl == SHUTDOWN and self.shutdown <= 0 and self._critical_s < _PARK_S and cur < SHUTDOWN:
+            lvl = CRITICAL  # at 0 % first give the current sale time to finish or park
+        return lvl
+
+    def step(self, soc_pct, rx_headroom_v, rx_hyst_v, idle_ok, fault, dt_s):
+        t = self.target(soc_pct, rx_headroom_v, rx_hyst_v, idle_ok, fault)
+        if self.state == CRITICAL:
+            self._critical_s += dt_s
+        else:
+            self._critical_s = 0.0
+        if t == self.state:
+            self._count = 0
+        elif t == FAULT:
+            self.state = FAULT  # a sense fault acts at once: no confident SoC from a broken line
+            self._count = 0
+        elif t == self._pending:
+            if dt_s > 0:  # several readings at one instant are one look, not three
+                self._count += 1
+            if self._count >= _DWELL:
+                self.state = t
+                self._count = 0
+        else:
+            self._pending = t
+            self._count = 1
+        return self.state

@@ -1,0 +1,264 @@
+# The printer worker: a bounded queue of receipt jobs (originals, copies, void slips) printed one at
+# a time, each only when the power policy says it can finish, with the sale's journal transitions
+# around it (PAID -> PRINTING before the first byte, PRINTED -> CLOSED after the last).
+import asyncio
+
+from micropython import const
+
+from posguard import receipt
+from posguard.records import JournalError
+
+ORIGINAL = "original"
+DUPLICATE = "duplicate"  # a copy: after a power loss, a failed job, or asked for by the host
+VOID = "void"  # the VOID slip of a sale voided after the payment request
+_FINISH = "finish"  # printed, but PRINTED/CLOSED could not be journaled yet: retry only that
+
+_CAP = const(24)  # 16 unfinished sales (sales.MAX_LIVE) + reprints and void slips
+_PARK_S = 5.0  # re-ask the power policy this often while a receipt is parked
+_RETRY_S = 5.0  # re-poll a printer fault this often
+_JOURNALED = ("PAID", "PRINTING")
+
+
+def parse_approval(text):
+    """The approval field as the host link stores it: 'method:last4:auth' -> (method, last4, auth)."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode()
+    if not text:
+        return "", "", ""
+    parts = text.split(":")
+    while len(parts) < 3:
+        parts.append("")
+    return parts[0], parts[1], parts[2]
+
+
+def _has_cjk(s):
+    for ch in s:
+        if ord(ch) >= 0x2E80:
+            return True
+    return False
+
+
+def sale_for_print(s, currency, header):
+    """A journal sale (book.sale()) -> the printer's sale dict (docs/printer.md)."""
+    body = s.get("body") or {}
+    items = []
+    total = 0
+    lang = "en"
+    for it in body.get("i", ()):
+        name, qty, price = it[0], it[1], it[2]
+        items.append({"name": name, "qty": qty, "unit": price, "amount": qty * price})
+        total += qty * price
+        if _has_cjk(name):
+            lang = "zh"
+    method, last4, _auth = parse_approval(s.get("approval"))
+    d = {
+        "id": "%d" % s["id"],
+        "time": body.get("t") or "-",
+        "lang": lang,
+        "currency": currency,
+        "header": header,
+        "items": items,
+        "total": total,
+        "payment": method or "-",
+    }
+    if last4:
+        d["card_last4"] = last4
+    reason = s.get("reason")
+    if reason:
+        d["void_reason"] = reason.decode() if isinstance(reason, (bytes, bytearray)) else reason
+    return d
+
+
+class PrintJobs:
+    def __init__(self, book, drv, mon, prof, cap=_CAP):
+        self.book = book
+        self.drv = drv
+        self.mon = mon
+        self.columns = prof["printer"]["columns"]
+        self.currency = prof["host"]["currency"]
+        self.header = ["POSGUARD", prof["name"]]
+        self.cap = cap
+        self._q = []  # [kind, sale id], at most cap
+        self._wake = asyncio.Event()
+        self._check_status = False
+        self.before_job = None  # fn() the app runs between two jobs (journal maintenance, printer idle)
+        self.problem = ""  # printer fault that stops printing ("paper out"...), "" when fine
+        self.parked = ""  # why the head job waits for the power policy, "" when it does not
+        self.active = None  # sale id on the printer now
+        self.last_sid = None  # the last sale printed as an original (reprint without an id)
+        self.counts = {ORIGINAL: 0, DUPLICATE: 0, VOID: 0, "failed": 0, "dropped": 0}
+
+    # -- queue --------------------------------------------------------------------------------------
+    def add(self, kind, sid):
+        """Queue a job; False if the queue is full. A job already queued is not queued twice."""
+        for j in self._q:
+            if j[0] == kind and j[1] == sid:
+                return True
+        if len(self._q) >= self.cap:
+            return False
+        self._q.append([kind, sid])
+        self._wake.set()
+        return True
+
+    def pending(self):
+        return len(self._q)
+
+    def queued(self, sid):
+        for j in self._q:
+            if j[1] == sid:
+                return True
+        return False
+
+    def poke(self):
+        self._wake.set()
+
+    def check_printer(self):
+        """Ask the worker for a status poll when it is idle (the app calls this about once a minute;
+        asyncio.wait_for on the wake event would do it too, but crashes the unix port's VM)."""
+        self._check_status = True
+        self._wake.set()
+
+    def on_printer_event(self, kind, detail):
+        """printer.Printer's on_event: a paused job names the fault at once, so new sales are refused
+        while the paper is out, not only after the job gave up."""
+        if kind == "paused":
+            at = detail.find(" at line")
+            self.problem = detail[:at] if at >= 0 else detail
+        elif kind == "resumed":
+            self.problem = ""
+
+    # -- worker -------------------------------------------------------------------------------------
+    async def run(self):
+        while True:
+            if not self._q:
+                self._wake.clear()
+                await self._wake.wait()
+                if self._check_status and not self._q:
+                    # Idle: look at the printer now and then, so paper out shows before the next sale.
+                    self._check_status = False
+                    if self.drv.cfg["answers_status"]:
+                        self.problem = _fault_of(await self.drv.status())
+                continue
+            job = self._q[0]
+            if self.before_job is not None:
+                self.before_job()
+            if await self._one(job):
+                self._q.pop(0)
+
+    async def _printer_ok(self):
+        if not self.problem:
+            return True
+        if not self.drv.cfg["answers_status"]:
+            # No status to ask: the retry itself is the test (a failed job waited _RETRY_S already).
+            self.problem = ""
+            return True
+        st = await self.drv.status()
+        f = _fault_of(st)
+        if f:
+            self.problem = f
+            await asyncio.sleep(_RETRY_S)
+            return False
+        self.problem = ""
+        return True
+
+    async def _one(self, job):
+        """One attempt at the head job. True when it is finished (or can never be)."""
+        kind, sid = job
+        book = self.book
+        if kind == _FINISH:
+            return await self._finish_or_wait(sid)
+        try:
+            s = book.receipt(sid)
+        except JournalError:
+            self.counts["dropped"] += 1
+            return True
+        state = s["state"]
+        journaled = kind != VOID and state in _JOURNALED
+        if kind == ORIGINAL and not journaled:
+            return True  # already printed (a repeated approve) or never paid
+        if s.get("body_lost"):
+            self.counts["dropped"] += 1
+            return True
+        copy = kind
+        if journaled and (s.get("copy") or state == "PRINTING"):
+            copy = DUPLICATE  # something may already be on paper: only a marked copy from here on
+        if not await self._printer_ok():
+            return False
+        try:
+            ops = receipt.layout(sale_for_print(s, self.currency, self.header), self.columns,
+                                 self.drv.enc.char_cols, copy)
+        except ValueError:
+            self.counts["dropped"] += 1
+            return True
+        mon = self.mon
+        if mon is not None:
+            ok, why = mon.can_print(len(ops))
+            if not ok:
+                self.parked = why
+                await asyncio.sleep(_PARK_S)
+                return False
+        self.parked = ""
+        if journaled:
+            book.start_print(sid)  # journaled before the first byte goes to the printer
+        res = await self._print(ops, sid)
+        if res["result"] != "printed":
+            self.counts["failed"] += 1
+            reason = res["reason"]
+            if reason.startswith("bad input"):
+                self.counts["dropped"] += 1
+                return True
+            self.problem = reason
+            await asyncio.sleep(_RETRY_S)
+            return False
+        self.counts[copy if copy in self.counts else kind] += 1
+        if journaled:
+            if copy == ORIGINAL:
+                self.last_sid = sid
+            job[0] = _FINISH
+            return await self._finish_or_wait(sid)
+        return True
+
+    async def _finish_or_wait(self, sid):
+        if self._finish(sid):
+            return True
+        await asyncio.sleep(_RETRY_S)
+        return False
+
+    async def _print(self, ops, sid):
+        mon = self.mon
+        drv = self.drv
+        heat = None
+        if mon is not None:
+            heat = mon.heat_setting()
+            drv.set_heat(heat[3], heat[4], heat[5])
+        self.active = sid
+        if mon is not None:
+            mon.update()  # a fresh idle reading just before the step the monitor measures R from
+            mon.set_load(True, heat)
+        try:
+            return await drv.print_job(ops)
+        finally:
+            self.active = None
+            if mon is not None:
+                mon.set_load(False)
+
+    def _finish(self, sid):
+        try:
+            self.book.print_done(sid)
+            self.book.close(sid)
+        except JournalError as e:
+            if e.code in ("unknown_sale", "illegal_transition"):
+                return True
+            self.problem = "journal: " + e.code
+            return False
+        return True
+
+
+def _fault_of(st):
+    if not st.get("answered", True) and not st.get("online", False):
+        return "offline"
+    for key, text in (("paper_out", "paper out"), ("cover_open", "cover open"), ("head_hot", "head too hot"),
+                      ("cutter_error", "cutter error")):
+        if st.get(key):
+            return text
+    return ""

@@ -1,0 +1,195 @@
+# Technician REPL API over mpremote:
+#   >>> from posguard import repl as pos
+#   >>> pos.status()
+# Short printed answers a person can read. Uses the running terminal's parts when the app runs (the
+# simulator, or a REPL attached while main.py runs), else builds them once without a watchdog (service
+# mode: hold the service button at boot, or Ctrl-C main.py before the watchdog starts).
+import asyncio
+
+from posguard import app, printjobs, profile, receipt
+from posguard.records import JournalError
+
+_term = None
+_PAGE = 8
+_MAX_PAGES = 64  # the journal keeps at most a few hundred closed sales: bounded paging
+
+
+def _t():
+    global _term
+    if app.current is not None:
+        return app.current
+    if _term is None:
+        t = app.Terminal(profile.load("board.json"))
+        t.build(watchdog=False)
+        _term = t
+    return _term
+
+
+def _money(minor):
+    return receipt.money(minor)
+
+
+def status():
+    """Battery, printer, journal and the last crash in a few lines."""
+    t = _t()
+    if t.mon is not None and not app.running:
+        t.mon.update()  # nobody else is reading the battery in service mode
+    s = t.cmds.status()
+    b = s.get("battery")
+    if b is None:
+        print("battery : monitor not running (see pos.battery())")
+    else:
+        print("battery : %.0f %%  %s%s%s" % (b["soc_pct"], b["state"], "  REPLACE BATTERY" if b["replace"] else "",
+                                             "  CHARGER FAULT" if b["charger_fault"] else ""))
+    p = s["printer"]
+    print("printer : %s, %d job(s) queued%s" % (p["problem"] or "ready", p["queued"],
+                                                ", parked: " + p["parked"] if p["parked"] else ""))
+    j = s.get("journal")
+    if j is None:
+        print("journal : NOT MOUNTED (see pos.journal())")
+    else:
+        print("journal : %s %% full, %s spare sector(s), %s unfinished sale(s)" % (
+            j["fill_pct"], j["spare"], j["live"]))
+        if s.get("reversals"):
+            print("reversals pending:", ", ".join(str(x) for x in s["reversals"]))
+    print("sales   : %s" % ("accepted" if s["accepting"] is None else "REFUSED (" + s["accepting"] + ")"))
+    last = t.crash.last()
+    if last:
+        print("last crash:", last)
+
+
+def battery():
+    """A fresh reading and what the monitor makes of it."""
+    mon = _t().mon
+    if mon is None:
+        print("no battery monitor: see the crash log (pos.status())")
+        return
+    mon.update()
+    print("pack    : %.3f V  (%.1f C)" % (mon.pack_v, mon.temp_c if mon.temp_c is not None else 0.0))
+    print("charge  : %.1f %%  state %s" % (mon.soc_pct, mon.state_name))
+    print("health  : %s %%  R %s mOhm  %s cycles" % (_f(mon.soh_pct), _f(mon.r_int_mohm), mon.cycles))
+    flags = []
+    if mon.replace_battery:
+        flags.append("REPLACE BATTERY")
+    if mon.charger_fault:
+        flags.append("CHARGER FAULT")
+    if mon.fault:
+        flags.append("SENSE FAULT: %s" % mon.fault)
+    ok, why = mon.can_print()
+    print("receipt : %s" % ("can print" if ok else "cannot print (%s)" % why))
+    if flags:
+        print("warning : " + ", ".join(flags))
+
+
+def _f(v):
+    return "-" if v is None else "%.0f" % v
+
+
+def calibrate(actual_mv):
+    """Tell the monitor what a meter reads at the pack now (mV); saved on flash."""
+    mon = _t().mon
+    if mon is None:
+        print("no battery monitor")
+        return
+    try:
+        g, o = mon.calibrate(actual_mv)
+    except ValueError as e:
+        print("refused:", e)
+        return
+    mon.update()
+    print("calibrated: gain %.4f offset %+.0f mV -> pack now reads %.3f V" % (g, o, mon.pack_v))
+
+
+def _print_now(ops):
+    t = _t()
+    if app.running:
+        print("the terminal is running: use pos.reprint(id), it goes through the print queue")
+        return None
+    if t.mon is not None:
+        ok, why = t.mon.can_print(len(ops))
+        if not ok:
+            print("not printing: battery cannot finish it (%s)" % why)
+            return None
+    res = asyncio.run(t.drv.print_job(ops))
+    print("printer : %s%s" % (res["result"], "" if res["result"] == "printed" else " (%s at line %d)" % (
+        res["reason"], res["line"])))
+    return res
+
+
+def test_print():
+    """A short test receipt (English and Chinese) straight to the printer."""
+    t = _t()
+    sale = {"id": "TEST", "time": "-", "items": [{"name": "Test \u6d4b\u8bd5", "qty": 1, "unit": 1, "amount": 1}],
+            "total": 1, "payment": "-", "header": ["POSGUARD TEST PRINT", t.prof["name"]]}
+    _print_now(receipt.layout(sale, t.prof["printer"]["columns"], t.drv.enc.char_cols))
+
+
+def _last_closed(book):
+    after = 0
+    last = None
+    for _ in range(_MAX_PAGES):
+        recs, nxt = book.closed_sales(after, _PAGE)
+        if recs:
+            last = recs[-1]
+        if nxt is None:
+            break
+        after = nxt
+    return last
+
+
+def last_receipt():
+    """The last finished sale, as its receipt reads."""
+    t = _t()
+    if t.book is None:
+        print("journal not mounted")
+        return
+    s = None
+    if t.jobs.last_sid is not None:
+        s = t.book.sale(t.jobs.last_sid)
+    if s is None:
+        s = _last_closed(t.book)
+    if s is None:
+        print("no finished sale in the journal")
+        return
+    sale = printjobs.sale_for_print(s, t.prof["host"]["currency"], [])
+    print("sale %d  %s" % (s["id"], s["state"]))
+    for op in receipt.layout(sale, t.prof["printer"]["columns"], t.drv.enc.char_cols):
+        if op[0] == "text":
+            print("  " + op[1])
+
+
+def journal():
+    """Journal fill, unfinished sales, pending reversals, the last finished ids."""
+    t = _t()
+    if t.book is None:
+        print("journal NOT MOUNTED: last crash:", t.crash.last())
+        return
+    st = t.book.stats()
+    print("journal : %s %% full, %s spare / %s sectors, seq %s, %s corrupt record(s) skipped" % (
+        st.get("fill_pct"), st.get("spare"), st.get("sectors"), st.get("seq"), st.get("corrupt_skipped")))
+    print("erases  : %s" % (st.get("erase_counts"),))
+    print("open    : %s" % (", ".join("%d %s" % (sid, t.book.state(sid)) for sid in t.book.open_sales()) or "none"))
+    print("reversal: %s" % (", ".join(str(x) for x in t.book.reversals()) or "none"))
+    rep = t.recovery
+    if rep:
+        print("at boot : voided %s, reprint %s, reversal %s" % (rep.get("voided"), rep.get("reprint"),
+                                                               rep.get("reversal_pending")))
+
+
+def reprint(sale_id):
+    """A marked copy (DUPLICATE) of a paid sale's receipt."""
+    t = _t()
+    try:
+        st = t.book.state(sale_id)
+    except (JournalError, AttributeError) as e:
+        print("no such sale:", e)
+        return
+    if st not in ("PRINTED", "CLOSED", "PAID", "PRINTING"):
+        print("sale %d is %s: it has no receipt" % (sale_id, st))
+        return
+    if app.running:
+        print("queued" if t.jobs.add(printjobs.DUPLICATE, sale_id) else "print queue full: try again later")
+        return
+    s = t.book.receipt(sale_id)
+    sale = printjobs.sale_for_print(s, t.prof["host"]["currency"], t.jobs.header)
+    _print_now(receipt.layout(sale, t.prof["printer"]["columns"], t.drv.enc.char_cols, printjobs.DUPLICATE))

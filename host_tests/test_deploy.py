@@ -1,0 +1,207 @@
+"""posguard deploy: the build, the .mpy compatibility rule (checked against the real unix-port loader),
+the change plan, and a deploy through mpremote to a virtual board, including the bad-input paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_vboard import Vboard, start_vboard, stop_vboard
+
+from posguard_tools import deploy, paths
+
+UNIX_PORT_MPY = 2822  # what the unix port reports (shared/reference/micropython-runtime.md)
+
+
+def _posguard(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "posguard_tools.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+# -- .mpy rule --------------------------------------------------------------------------------------
+def test_device_mpy_decodes_the_unix_port() -> None:
+    h = deploy.device_mpy(UNIX_PORT_MPY)
+    assert (h.version, h.sub_version, deploy.ARCH_NAMES[h.arch]) == (6, 3, "x64")
+
+
+def _compile(tmp_path: Path, name: str, src: str, march: str) -> Path:
+    py = tmp_path / f"{name}.py"
+    py.write_text(src)
+    out = tmp_path / f"{name}.mpy"
+    deploy.compile_mpy(py, march, out)
+    return out
+
+
+def _unix_port_imports(tmp_path: Path, name: str) -> bool:
+    r = subprocess.run(
+        [paths.venv_bin("micropython"), "-c", f"import {name}; print({name}.f())"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "MICROPYPATH": str(tmp_path)},
+    )
+    return r.returncode == 0 and r.stdout.strip() == "42"
+
+
+@pytest.mark.parametrize(
+    ("src", "march"),
+    [
+        ("def f():\n    return 42\n", "xtensawin"),
+        ("import micropython\n@micropython.native\ndef f():\n    return 42\n", "xtensawin"),
+        ("import micropython\n@micropython.native\ndef f():\n    return 42\n", "x64"),
+    ],
+    ids=["bytecode-xtensawin", "native-xtensawin", "native-x64"],
+)
+def test_mpy_rule_predicts_the_real_loader(tmp_path: Path, src: str, march: str) -> None:
+    name = "m_" + march + ("_nat" if "native" in src else "_bc")
+    mpy = _compile(tmp_path, name, src, march)
+    predicted = deploy.mpy_loadable(deploy.mpy_header(mpy.read_bytes()), deploy.device_mpy(UNIX_PORT_MPY))
+    (tmp_path / f"{name}.py").unlink()  # import the .mpy, not the source
+    assert predicted == _unix_port_imports(tmp_path, name)
+    assert predicted == ("native" not in src or march == "x64")
+
+
+def test_other_mpy_version_is_refused_with_a_clear_message() -> None:
+    arts = deploy.build("devkit-1s")
+    old_esp32 = deploy.device_mpy(5 | (deploy.MPY_ARCHES["xtensawin"] << 10))  # MicroPython 1.19-1.21
+    with pytest.raises(deploy.DeployError, match=r"(?s)cannot load \d+ file\(s\).*1\.23 or newer"):
+        deploy.check_loadable(arts, old_esp32)
+    deploy.check_loadable(arts, deploy.device_mpy(UNIX_PORT_MPY))  # bytecode only: fine on x64
+
+
+# -- build and plan ---------------------------------------------------------------------------------
+def test_build_compiles_the_package_and_keeps_entry_points() -> None:
+    arts = {a.dest: a for a in deploy.build("devkit-1s")}
+    sources = sorted(
+        p.relative_to(paths.FIRMWARE).with_suffix(".mpy").as_posix()
+        for p in (paths.FIRMWARE / "posguard").rglob("*.py")
+    )
+    assert sources and all(s in arts for s in sources)
+    assert not any(d.endswith(".py") and d not in ("boot.py", "main.py") for d in arts)
+    assert arts["boot.py"].data == (paths.FIRMWARE / "boot.py").read_bytes()
+    assert arts["main.py"].data == (paths.FIRMWARE / "main.py").read_bytes()
+    assert json.loads(arts["board.json"].data)["name"] == "devkit-1s"
+    for s in sources:
+        h = deploy.mpy_header(arts[s].data)
+        assert h.version == 6, s
+        # Tracebacks on the board name the board's file, not this machine's checkout path.
+        assert s[:-4].encode() + b".py" in arts[s].data and str(paths.ROOT).encode() not in arts[s].data
+
+
+def test_frozen_build_copies_no_package_code() -> None:
+    arts = {a.dest for a in deploy.build("devkit-1s", frozen=True)}
+    assert {"boot.py", "main.py", "board.json"} <= arts
+    assert not any(d.endswith((".mpy", ".py")) and "/" in d for d in arts)
+    data = {p.relative_to(paths.FIRMWARE).as_posix() for p in (paths.FIRMWARE / "posguard" / "data").glob("*")}
+    assert data <= arts  # data files cannot be frozen: they stay on the filesystem
+
+
+def test_unknown_board_profile_is_refused() -> None:
+    r = _posguard("deploy", "--port", "/dev/null", "--board", "no-such-board")
+    assert r.returncode == 2
+    assert "no board profile 'no-such-board'" in r.stderr and "devkit-1s" in r.stderr
+
+
+def test_invalid_profile_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prof = json.loads(paths.board_profile("devkit-1s").read_text())
+    del prof["journal"]["label"]
+    (tmp_path / "broken.json").write_text(json.dumps(prof))
+    monkeypatch.setattr(paths, "BOARDS", tmp_path)
+    with pytest.raises(deploy.DeployError, match="journal.label"):
+        deploy.load_profile("broken")
+
+
+def test_plan_copies_only_what_changed() -> None:
+    a = deploy.Artifact("posguard/a.mpy", b"one")
+    b = deploy.Artifact("posguard/b.mpy", b"two")
+    on_device = {"posguard/a.mpy": a.sha256, "posguard/b.mpy": "0" * 64, "posguard/gone.mpy": "1" * 64}
+    p = deploy.plan([a, b], on_device)
+    assert [x.dest for x in p.copy] == ["posguard/b.mpy"]
+    assert [x.dest for x in p.unchanged] == ["posguard/a.mpy"]
+    assert p.remove == ["posguard/gone.mpy"]
+    assert json.loads(p.manifest)["files"] == {"posguard/a.mpy": a.sha256, "posguard/b.mpy": b.sha256}
+    assert len(deploy.plan([a, b], on_device, force=True).copy) == 2
+
+
+# -- through mpremote to a virtual board --------------------------------------------------------------
+@pytest.fixture
+def vboard(tmp_path: Path) -> Iterator[Vboard]:
+    vb = start_vboard(tmp_path, with_board=False)
+    yield vb
+    stop_vboard(vb)
+
+
+def test_deploy_to_a_virtual_board(vboard: Vboard, tmp_path: Path) -> None:
+    # A snapshot of the firmware: the three deploys below must see the same sources.
+    fw = tmp_path / "firmware"
+    shutil.copytree(paths.FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
+    r = _posguard("deploy", "--port", vboard.port, "--board", "devkit-1s", "--firmware", str(fw))
+    assert r.returncode == 0, r.stderr
+    assert "loads mpy v6.3" in r.stdout and "0 unchanged" in r.stdout
+    manifest = json.loads((vboard.fs / deploy.MANIFEST).read_text())["files"]
+    for dest, digest in manifest.items():
+        assert deploy.Artifact(dest, (vboard.fs / dest).read_bytes()).sha256 == digest
+    assert manifest["boot.py"] == deploy.Artifact("boot.py", (fw / "boot.py").read_bytes()).sha256
+    assert not (vboard.fs / deploy.STAGING).exists()
+    assert (vboard.fs / "board.json").read_bytes() == paths.board_profile("devkit-1s").read_bytes()
+    # The board imports the deployed .mpy (the source tree is not on its path).
+    where = vboard.exec("import posguard.profile as p; print(p.__file__)")
+    assert where.endswith("posguard/profile.mpy"), where
+
+    # Nothing changed: nothing copied, no reset.
+    again = _posguard("deploy", "--port", vboard.port, "--firmware", str(fw))
+    assert again.returncode == 0 and "0 copied" in again.stdout and "already up to date" in again.stdout
+
+    # One file differs on the device and one is left over from an older build: exactly those are handled.
+    man_path = vboard.fs / deploy.MANIFEST
+    man = json.loads(man_path.read_text())
+    man["files"]["posguard/hw.mpy"] = "0" * 64
+    man["files"]["posguard/old.mpy"] = "1" * 64
+    man_path.write_text(json.dumps(man))
+    (vboard.fs / "posguard" / "old.mpy").write_bytes(b"stale")
+    third = _posguard("deploy", "--port", vboard.port, "--firmware", str(fw))
+    assert third.returncode == 0, third.stderr
+    assert "copied   posguard/hw.mpy" in third.stdout and "removed  posguard/old.mpy" in third.stdout
+    assert "1 copied" in third.stdout and "1 removed" in third.stdout
+    assert not (vboard.fs / "posguard" / "old.mpy").exists()
+
+
+def test_wrong_port_is_a_clear_error() -> None:
+    r = _posguard("deploy", "--port", "/dev/does-not-exist")
+    assert r.returncode == 1
+    assert "/dev/does-not-exist: no such port" in r.stderr
+
+
+def test_a_port_without_micropython_is_refused() -> None:
+    master, slave = os.openpty()  # a serial line with nothing answering behind it
+    try:
+        r = _posguard("deploy", "--port", os.ttyname(slave), "--timeout", "4", timeout=120)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 1
+    assert "no answer from the device within 4 s" in r.stderr, r.stderr
+
+
+# -- mip ----------------------------------------------------------------------------------------------
+def test_package_json_lists_every_firmware_file() -> None:
+    """firmware/package.json is regenerated with `python -m posguard_tools.deploy --package-json`."""
+    on_disk = json.loads((paths.FIRMWARE / "package.json").read_text())
+    assert on_disk == deploy.package_json(), "firmware/package.json is stale: regenerate it"
+    listed = {dest for dest, _ in on_disk["urls"]}
+    assert "posguard/__init__.py" in listed and "posguard/profile.py" in listed
+
+
+def test_mip_installs_the_package_on_a_virtual_board(vboard: Vboard) -> None:
+    r = vboard.mpremote("mip", "install", "--target", "lib", str(paths.FIRMWARE / "package.json"))
+    assert "Done" in r.stdout, r.stdout
+    for dest, _ in json.loads((paths.FIRMWARE / "package.json").read_text())["urls"]:
+        assert (vboard.fs / "lib" / dest).read_bytes() == (paths.FIRMWARE / dest).read_bytes()
+    assert vboard.exec("import posguard.profile as p; print(p.__file__)").endswith("lib/posguard/profile.py")

@@ -1,0 +1,266 @@
+"""Power policy: hysteresis under noise, receipt prediction, heat setting, faults, charger, power-fail."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from typing import Any
+
+import pytest
+
+from posguard import bootcheck, hw, power_policy, powermon
+from posguard.power_policy import CRITICAL, FAULT, LOW, OK, SHUTDOWN
+
+
+def _transitions(states: list[int]) -> int:
+    return sum(1 for a, b in zip(states, states[1:], strict=False) if a != b)
+
+
+def _policy(world: Any, hyst: float) -> power_policy.PowerPolicy:
+    prof = json.loads(json.dumps(world.profile))
+    prof["policy"]["hysteresis_pct"] = hyst
+    return power_policy.PowerPolicy(prof)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_noisy_soc_at_a_threshold_does_not_flap(world: Any, seed: int) -> None:
+    rng = random.Random(seed)
+    low = world.profile["policy"]["low_pct"]
+    pol = _policy(world, world.profile["policy"]["hysteresis_pct"])
+    states = [pol.step(low + rng.uniform(-1.5, 1.5), 1.0, 0.04, True, False, 1.0) for _ in range(3000)]
+    assert _transitions(states) <= 1
+    # Control: the same noise without hysteresis and dwell flaps, so the check above can fail.
+    bare = _policy(world, 0)
+    bare_states = []
+    for _ in range(3000):
+        bare._count = 99  # defeat the dwell too
+        bare_states.append(bare.step(low + rng.uniform(-1.5, 1.5), 1.0, 0.04, True, False, 1.0))
+    assert _transitions(bare_states) > 50
+
+
+def test_noisy_voltage_at_the_low_threshold_does_not_flap_the_monitor(world: Any) -> None:
+    """The whole chain: simulated ADC noise plus a +/-15 mV wobble on a pack parked at the LOW level."""
+    import sim_battery
+
+    pack = sim_battery.PackWiring(world.board, sim_battery.Battery(soc=0.5))
+    world.power.set_load("board", 0.3)
+    mon = powermon.PowerMonitor(world.profile, hw.adc(34), store_dir=str(world.fs_dir), auto_shutdown=False)
+    # Find the pack SoC where the monitor reads the LOW threshold, then freeze the pack there.
+    lo, hi = 0.0, 1.0
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        pack.battery.set_soc(mid)
+        m = powermon.PowerMonitor(world.profile, hw.adc(34), store_dir=str(world.fs_dir), auto_shutdown=False)
+        m.update()
+        lo, hi = (mid, hi) if m.soc_pct < world.profile["policy"]["low_pct"] else (lo, mid)
+    pack.battery.set_soc(lo)
+    pack.battery.step = lambda dt_s, amps: None  # frozen: only the noise moves
+    base = pack.sense_volts
+    k = [0]
+
+    def wobbling() -> float:
+        k[0] += 1
+        return float(base() + 0.015 / pack.ratio * math.sin(k[0] / 7.0))
+
+    world.board.analog_sources[34] = wobbling
+    states = []
+    for _ in range(1500):
+        mon.update()
+        states.append(mon.state)
+        world.clock.advance_us(1_000_000)
+    assert set(states) <= {OK, LOW}
+    assert _transitions(states) <= 1
+
+
+def _monitor_at(make_world: Any, soc: float, profile: str = "devkit-1s", **batt: Any) -> tuple[Any, Any]:
+    import sim_battery
+
+    w = make_world(profile)
+    bat = sim_battery.Battery(cells=w.profile["battery"]["cells_series"], soc=soc, **batt)
+    sim_battery.PackWiring(w.board, bat)
+    w.power.set_load("board", w.profile["power"]["idle_a"])
+    mon = powermon.PowerMonitor(w.profile, hw.adc(w.profile["pins"]["vbat_adc"]), store_dir=str(w.fs_dir),
+                                auto_shutdown=False)
+    for _ in range(30):
+        mon.update()
+        w.clock.advance_us(1_000_000)
+    return w, mon
+
+
+def test_full_pack_prints_at_full_heat(make_world: Any) -> None:
+    _, mon = _monitor_at(make_world, 0.9)
+    assert mon.state == OK
+    h = mon.heat_setting()
+    assert h.dots == 64 and (h.n1, h.n2, h.n3) == (7, 80, 2)  # ESC 7 defaults 64 dots / 800 us / 20 us
+    assert h.peak_a == pytest.approx(2.0, abs=0.01)
+    assert mon.can_print(30) == (True, "ok")
+    assert mon.maintenance_allowed
+
+
+def _receipts(w: Any, mon: Any, n: int, amps: float = 1.7) -> None:
+    for _ in range(n):
+        for _ in range(80):
+            mon.update()
+            w.clock.advance_us(1_000_000)
+        mon.set_load(True)
+        w.power.set_load("printer", amps)
+        for _ in range(6):
+            w.clock.advance_us(1_000_000)
+            mon.update()
+        w.power.set_load("printer", 0.0)
+        mon.set_load(False)
+
+
+def test_weak_pack_gets_fewer_heating_dots(make_world: Any) -> None:
+    w, mon = _monitor_at(make_world, 0.12, r_growth=2.0)
+    _receipts(w, mon, 6)  # the monitor learns the aged pack's resistance from the printer starts
+    for _ in range(600):
+        if mon.heat_setting().dots < 64:
+            break
+        w.clock.advance_us(10_000_000)
+        mon.update()
+    h = mon.heat_setting()
+    assert h.dots < 64 and h.peak_a < 2.0
+    ok, why = mon.can_print(30, mon.load.heat(64, mon.pack_v))
+    assert not ok and "predicted" in why
+
+
+def test_receipt_refused_when_its_pulse_would_brown_out(make_world: Any) -> None:
+    w, mon = _monitor_at(make_world, 0.03)
+    ok, why = mon.can_print(30)
+    assert not ok
+    # ...and the refusal was right: that receipt really would have browned the board out.
+    pulse = w.power.source.terminal_v(0.3 + 1.7)
+    assert pulse < w.profile["power"]["brownout_v"] + 0.1
+
+
+def test_long_receipt_needs_more_than_a_short_one(make_world: Any) -> None:
+    _, mon = _monitor_at(make_world, 0.08)
+    heat = mon.load.heat(64, mon.pack_v)
+    short = mon.can_print(5, heat)
+    long = mon.can_print(2000, heat)  # ten minutes at 2 A: 0.33 Ah, more than what is left
+    assert short[0] and not long[0]
+
+
+def test_states_walk_down_and_maintenance_stops(make_world: Any) -> None:
+    _, mon = _monitor_at(make_world, 0.15)
+    assert mon.state == LOW and mon.maintenance_allowed
+    _, mon = _monitor_at(make_world, 0.04)
+    assert mon.state >= CRITICAL and not mon.maintenance_allowed
+    assert mon.can_print(30)[0] is False
+
+
+def test_sense_faults_give_fault_state_never_a_soc(make_world: Any) -> None:
+    w, mon = _monitor_at(make_world, 0.6)
+    soc_before = mon.soc_pct
+    import sim_battery
+
+    pack = sim_battery.PackWiring(w.board, w.power.source)
+    for fault in ("open", "short"):
+        pack.sense_fault = fault
+        mon.update()
+        assert mon.state == FAULT and mon.fault
+        assert mon.can_print(30)[0] is False
+        assert mon.soc_pct == soc_before  # held, not recomputed from a broken line
+        assert not mon.maintenance_allowed
+    pack.sense_fault = None
+    for _ in range(5):
+        w.clock.advance_us(1_000_000)
+        mon.update()
+    assert mon.state == OK and mon.fault is None
+    assert abs(mon.soc_pct - soc_before) < 2
+
+
+def test_a_reading_that_jumps_by_volts_is_held_as_a_fault(make_world: Any) -> None:
+    w, mon = _monitor_at(make_world, 0.6)
+    soc_before = mon.soc_pct
+    base = w.board.analog_sources[34]
+    w.board.analog_sources[34] = lambda: base() - 0.45  # 0.9 V lower at the pack, for two readings
+    for _ in range(2):
+        w.clock.advance_us(1_000_000)
+        mon.update()
+        assert mon.fault and "jumped" in mon.fault and mon.state == FAULT
+    w.board.analog_sources[34] = base
+    for _ in range(4):
+        w.clock.advance_us(1_000_000)
+        mon.update()
+    assert mon.fault is None and abs(mon.soc_pct - soc_before) < 1
+
+
+def test_charger_fault_when_voltage_does_not_rise(make_world: Any) -> None:
+    import sim_battery
+
+    for working, expect in ((True, False), (False, True)):
+        w = make_world("devkit-1s")
+        bat = sim_battery.Battery(soc=0.4)
+        pack = sim_battery.PackWiring(w.board, bat)
+        w.power.set_load("board", 0.3)
+        mon = powermon.PowerMonitor(w.profile, hw.adc(34), charger_pin=hw.pin_in(35), store_dir=str(w.fs_dir),
+                                    auto_shutdown=False)
+        pack.set_charger(1.0, working=working)
+        for _ in range(900):
+            mon.update()
+            w.clock.advance_us(1_000_000)
+        assert mon.charger_fault is expect
+
+
+def test_replace_battery_on_doubled_resistance(make_world: Any) -> None:
+    import sim_battery
+
+    w = make_world("devkit-1s")
+    bat = sim_battery.Battery(soc=0.7, r_growth=2.4)
+    sim_battery.PackWiring(w.board, bat)
+    w.power.set_load("board", 0.3)
+    mon = powermon.PowerMonitor(w.profile, hw.adc(34), store_dir=str(w.fs_dir), auto_shutdown=False)
+    _receipts(w, mon, 12)  # twelve receipts, each a step the resistance is measured on
+    true_r = (bat.terminal_v(0.3) - bat.terminal_v(2.0)) / 1.7 * 1000
+    assert mon.r_int_mohm == pytest.approx(true_r, rel=0.15)
+    assert mon.replace_battery and mon.soh_pct <= 80
+
+
+def test_power_fail_input_schedules_the_safe_stop(world: Any) -> None:
+    import micropython
+    import sim_clock
+
+    world.board.drive_pin(39, 1)
+    pin = hw.pin_in(39)
+    calls: list[str] = []
+    assert bootcheck.arm_power_fail(pin, calls.append)
+    world.board.drive_pin(39, 0)  # the supervisor pulls the line low
+    assert calls == []  # nothing runs inside the interrupt
+    sim_clock.sleep_ms(1)  # a safe point (time.sleep_ms): scheduled callbacks run
+    micropython._run_pending()
+    world.board.drive_pin(39, 1)
+    world.board.drive_pin(39, 0)  # a bouncing comparator does not stop twice
+    micropython._run_pending()
+    assert calls == ["power-fail input"]
+
+
+def test_policy_rejects_inverted_thresholds(world: Any) -> None:
+    prof = json.loads(json.dumps(world.profile))
+    prof["policy"]["critical_pct"] = 50
+    with pytest.raises(ValueError):
+        power_policy.PowerPolicy(prof)
+
+
+def test_state_names() -> None:
+    assert [power_policy.NAMES[s] for s in (OK, LOW, CRITICAL, SHUTDOWN, FAULT)] == [
+        "OK", "LOW", "CRITICAL", "SHUTDOWN", "FAULT"]
+
+
+def test_monitor_runs_as_an_asyncio_task(make_world: Any) -> None:
+    import asyncio
+
+    w, mon = _monitor_at(make_world, 0.6)
+    n0 = mon._n
+    t_start = w.clock.now_ms()
+
+    async def main() -> None:
+        task = asyncio.create_task(mon.run(1.0))
+        await asyncio.sleep(30)
+        task.cancel()
+
+    asyncio.run(main())
+    assert w.clock.now_ms() - t_start >= 30_000  # virtual time
+    assert mon._n - n0 >= 29 and mon.state == OK

@@ -1,0 +1,136 @@
+"""Issue 7, item 5, end to end with the real clients: a blank virtual board, `posguard deploy` through
+mpremote, a card sale over the host link, the pack pulled while the receipt prints, the board rebooting
+by itself, then `mpremote exec` (what the printer printed) and `posguard journal dump` (what the
+journal holds) showing the sale reprinted as a marked copy and closed.
+
+Draft for the lead: it drives the app's JSON-lines host protocol (firmware/posguard/commands.py) as it
+is now; `posguard deploy` stands in for `make deploy` until the Makefile target exists."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_vboard import Vboard, start_vboard, stop_vboard
+
+_SALE = {
+    "op": "open",
+    "id": 7,
+    "items": [{"name": "coffee", "qty": 1, "price": 350}, {"name": "cake", "qty": 2, "price": 420}],
+}
+
+
+class HostLink:
+    """The cashier app's end of the host link: one JSON request per line, one reply line."""
+
+    def __init__(self, port: str) -> None:
+        self.fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
+        self.buf = b""
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def ask(self, req: dict[str, Any], timeout: float = 5.0) -> dict[str, Any] | None:
+        os.write(self.fd, json.dumps(req).encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf and time.monotonic() < deadline:
+            if select.select([self.fd], [], [], 0.02)[0]:
+                self.buf += os.read(self.fd, 4096)
+        if b"\n" not in self.buf:
+            return None
+        line, _, self.buf = self.buf.partition(b"\n")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def until(self, req: dict[str, Any], ok: Any, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.ask(req, timeout=2.0)
+            if last is not None and ok(last):
+                return last
+            time.sleep(0.2)
+        pytest.fail(f"no good reply to {req} within {timeout} s; last: {last}")
+
+
+def _status_field(vb: Vboard, name: str) -> int:
+    status = vb.ctl("status")[0]
+    return int(float(status.split(name + "=")[1].split()[0]))
+
+
+@pytest.fixture
+def deployed(tmp_path: Path) -> Iterator[Vboard]:
+    vb = start_vboard(tmp_path, with_board=False)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "posguard_tools.cli", "deploy", "--port", vb.port, "--board", "devkit-1s"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        yield vb
+    finally:
+        stop_vboard(vb)
+
+
+def test_sale_cut_mid_print_is_reprinted_as_a_copy(deployed: Vboard) -> None:
+    vb = deployed
+    link = HostLink(vb.host)
+    try:
+        link.until({"op": "status"}, lambda r: r.get("ok") is True, timeout=30)
+        assert link.ask(_SALE) == {"id": 7, "ok": True, "state": "OPEN", "seq": None}
+        assert link.ask({"op": "pay", "id": 7, "method": "card"})["state"] == "PAYMENT_PENDING"  # type: ignore[index]
+        # Slow virtual time down so the cut surely lands while the receipt is on the head.
+        assert vb.ctl("speed 0.3") == ["ok speed x0.3"]
+        paid = link.ask({"op": "approve", "id": 7, "auth": "A1B2C3", "last4": "4242"})
+        assert paid is not None and paid["state"] == "PAID", paid
+        boots = _status_field(vb, "boots")
+        deadline = time.monotonic() + 20
+        while _status_field(vb, "rows") == 0:
+            assert time.monotonic() < deadline, "the receipt never started printing"
+            time.sleep(0.05)
+        assert vb.ctl("power off") == ["ok power off"]
+        state = link.ask({"op": "sale", "id": 7}, timeout=1.0)
+        assert state is None  # a board without power answers nothing
+        assert vb.ctl("power on", "speed 3") == ["ok power on", "ok speed x3"]
+        closed = link.until({"op": "sale", "id": 7}, lambda r: r.get("state") == "CLOSED", timeout=60)
+        assert closed["id"] == 7
+        assert _status_field(vb, "boots") == boots + 1
+    finally:
+        link.close()
+
+    # What the printer printed since the reboot, read on the board itself (resume: no soft reset).
+    printed = vb.mpremote(
+        "resume",
+        "exec",
+        "import sim_vboard_boot as v\nfor r in v.world.printer.printed:\n    print(repr(r))",
+    ).stdout
+    assert "DUPLICATE" in printed, printed[:2000]
+    # And the journal, decoded offline from the board's flash image.
+    dump = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "posguard_tools.cli",
+            "journal",
+            "dump",
+            "--json",
+            "--image",
+            str(vb.run / "flash-journal.bin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dump.returncode == 0, dump.stderr
+    sale = json.loads(dump.stdout)["7"]
+    assert sale["state"] == "CLOSED" and sale["approval"] == "card:4242:A1B2C3"

@@ -1,0 +1,58 @@
+"""`posguard sim`: a trading day on a virtual board, in virtual time, through the firmware's real host
+link and simulated hardware; prints the day's table and writes out/report.json, out/battery.png and
+sample receipt PNGs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from posguard_tools import paths, report, simday
+
+HELP = "simulate a trading day on a virtual board (sales, payments, paper out, power cuts) and report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--board", default="devkit-1s", help="board profile (boards/NAME.json)")
+    parser.add_argument("--hours", type=float, default=12.0, help="length of the trading day (default 12)")
+    parser.add_argument("--seed", type=int, default=1, help="seed for customers, payments and cuts")
+    parser.add_argument("--cuts", type=int, default=3, help="random power cuts (pack pulled, bounce)")
+    parser.add_argument("--aged", action="store_true", help="an aged pack: 80 %% capacity, 2x resistance")
+    parser.add_argument("--temp", type=float, default=25.0, help="pack temperature in C (cold: 0, hot: 45)")
+    parser.add_argument("--policy", choices=simday.POLICIES, default="posguard",
+                        help="naive: also run the same day with the naive power policy, side by side")
+    parser.add_argument("--runtime", choices=simday.RUNTIMES, default="cpython",
+                        help="micropython: run the firmware (and the world) inside the unix port")
+    parser.add_argument("--out", default=str(paths.OUT), help="output folder (default out/)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.hours <= 0 or args.hours > 48:
+        print("--hours must be between 0 and 48", file=sys.stderr)
+        return 2
+    if args.cuts < 0 or args.cuts > 100:
+        print("--cuts must be between 0 and 100", file=sys.stderr)
+        return 2
+    try:
+        profile = simday.load_profile(args.board)
+    except FileNotFoundError as e:
+        print(e, file=sys.stderr)
+        return 2
+    policies = ["posguard", "naive"] if args.policy == "naive" else ["posguard"]
+    reports = []
+    for pol in policies:
+        bar = simday.ProgressBar(f"{pol:8s} {args.runtime}")
+        rep = simday.run_day(args.board, args.hours, args.seed, args.cuts, args.aged, args.temp, pol, args.runtime,
+                             bar)
+        bar.done()
+        reports.append(rep)
+    print(report.table(reports))
+    for p in report.write_outputs(reports, Path(args.out), profile):
+        print(f"wrote {p}")
+    bad = report.verdict(reports[0])
+    for b in bad:
+        print(f"FAILED: {b}")
+    if reports[0].get("crash_log"):
+        print("crash log: " + "; ".join(reports[0]["crash_log"][-3:]))
+    return 1 if bad else 0

@@ -1,0 +1,466 @@
+"""Deploy the firmware to a board (or a virtual board) through mpremote.
+
+1. Build: every `firmware/posguard/**.py` compiled with mpy-cross (`-march`, `-O2`) to `.mpy`, data files
+   as they are, `boot.py`/`main.py` as `.py` (MicroPython runs those two by name), and the chosen
+   board profile, validated, as `board.json`.
+2. Probe the device: it must answer as a MicroPython REPL, and its `sys.implementation._mpy` must load
+   every produced `.mpy` (see `mpy_loadable`).
+3. Copy only what changed against the hash manifest on the device (`.posguard-manifest.json`), into the
+   staging folder `.staging/`; then one script on the device moves the staged files into place, removes
+   files the new build no longer has and writes the new manifest last. A failed copy leaves the live
+   files untouched (the next deploy clears `.staging/`).
+4. Soft reset in the friendly REPL (Ctrl-D), so `boot.py` and `main.py` run: mpremote's own
+   `soft-reset` resets in the raw REPL, where MicroPython skips `main.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from posguard_tools import paths
+
+MANIFEST = ".posguard-manifest.json"
+STAGING = ".staging"
+MPY_ARCHES = {  # mpy-cross -march names -> MP_NATIVE_ARCH_* numbers (py/persistentcode.h)
+    "x86": 1,
+    "x64": 2,
+    "armv6": 3,
+    "armv6m": 4,
+    "armv7m": 5,
+    "armv7em": 6,
+    "armv7emsp": 7,
+    "armv7emdp": 8,
+    "xtensa": 9,
+    "xtensawin": 10,
+    "rv32imc": 11,
+    "rv64imc": 12,
+}
+ARCH_NAMES = {v: k for k, v in MPY_ARCHES.items()}
+DEFAULT_MARCH = "xtensawin"  # ESP32, ESP32-S2, ESP32-S3 (shared/reference/micropython-runtime.md)
+_MPREMOTE_TIMEOUT_S = 120  # a whole copy of the firmware over 115200 baud fits with room
+PROBE_TIMEOUT_S = 20.0  # mpremote blocks forever on a silent pty: the probe gives up after this
+# Live files are switched in this order: the package first, the entry points last, so a reset in the
+# middle of the switch boots either the old entry points or a complete new package.
+_SWITCH_LAST = ("board.json", "boot.py", "main.py")
+
+
+class DeployError(Exception):
+    """A deploy that cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    dest: str  # path on the device, relative to its filesystem root
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+# -- .mpy versions ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MpyHeader:
+    version: int
+    sub_version: int
+    arch: int  # 0: bytecode only, loads on any arch of the same version
+
+    def describe(self) -> str:
+        """As a file: bytecode-only files carry no sub-version (their flags byte is 0)."""
+        if self.arch == 0:
+            return f"mpy v{self.version} (bytecode only)"
+        return f"mpy v{self.version}.{self.sub_version} (native code for {ARCH_NAMES.get(self.arch, self.arch)})"
+
+    def describe_device(self) -> str:
+        return f"mpy v{self.version}.{self.sub_version}, native arch {ARCH_NAMES.get(self.arch, self.arch)}"
+
+
+def mpy_header(data: bytes) -> MpyHeader:
+    """The 4-byte .mpy header: 'M', version, flags (arch << 2 | sub-version), small-int bits."""
+    if len(data) < 4 or data[0] != ord("M"):
+        raise ValueError("not a .mpy file")
+    return MpyHeader(version=data[1], sub_version=data[2] & 3, arch=data[2] >> 2)
+
+
+def device_mpy(mpy: int) -> MpyHeader:
+    """sys.implementation._mpy = version | sub-version << 8 | arch << 10 (py/modsys.c)."""
+    return MpyHeader(version=mpy & 0xFF, sub_version=(mpy >> 8) & 3, arch=mpy >> 10)
+
+
+def mpy_loadable(file: MpyHeader, device: MpyHeader) -> bool:
+    """What MicroPython's loader accepts: the same version; native code only for the same arch and
+    sub-version. A bytecode-only file (arch 0) loads on every port of that version, which is why an
+    xtensawin build without @native code runs on the unix port of the virtual board."""
+    if file.version != device.version:
+        return False
+    if file.arch == 0:
+        return True
+    return file.arch == device.arch and file.sub_version == device.sub_version
+
+
+# -- build --------------------------------------------------------------------------------------
+def load_profile(board: str) -> bytes:
+    """The board profile's bytes, validated by the firmware's own validator (what boot would do)."""
+    path = paths.board_profile(board)  # FileNotFoundError names the known profiles
+    if str(paths.FIRMWARE) not in sys.path:
+        sys.path.insert(0, str(paths.FIRMWARE))
+    profile = importlib.import_module("posguard.profile")
+    data = path.read_bytes()
+    try:
+        profile.validate(json.loads(data))
+    except ValueError as e:  # ProfileError, and bad JSON
+        raise DeployError(f"board profile {path} is invalid: {e}") from e
+    return data
+
+
+def compile_mpy(src: Path, march: str, out: Path, source_name: str | None = None) -> bytes:
+    """mpy-cross one file. source_name is what tracebacks on the board show (default: the host path).
+    A previous output is reused when the source and the options are byte for byte the same (the key
+    sits next to it as NAME.mpy.key): a deploy that changes one file compiles one file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    key_file = out.with_name(out.name + ".key")
+    key = hashlib.sha256(src.read_bytes() + f"|{march}|-O2|{source_name}".encode()).hexdigest()
+    if out.exists() and key_file.exists() and key_file.read_text() == key:
+        return out.read_bytes()
+    key_file.unlink(missing_ok=True)
+    name = ["-s", source_name] if source_name else []
+    r = subprocess.run(
+        [paths.venv_bin("mpy-cross"), f"-march={march}", "-O2", *name, "-o", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if r.returncode != 0:
+        raise DeployError(f"mpy-cross rejected {src}: {(r.stderr or r.stdout).strip()}")
+    key_file.write_text(key)
+    return out.read_bytes()
+
+
+def build(
+    board: str,
+    march: str = DEFAULT_MARCH,
+    firmware: Path = paths.FIRMWARE,
+    out: Path | None = None,
+    frozen: bool = False,
+) -> list[Artifact]:
+    """frozen: the board runs a build with the package frozen in (firmware/manifest.py): copy no .mpy
+    (on the filesystem they would shadow the frozen modules), only data files, entry points, profile."""
+    if march not in MPY_ARCHES:
+        raise DeployError(f"unknown -march {march!r} (mpy-cross knows: {', '.join(MPY_ARCHES)})")
+    out = out or paths.OUT / "deploy" / f"{board}-{march}"
+    arts: list[Artifact] = []
+    pkg = firmware / "posguard"
+    for src in sorted(pkg.rglob("*")):
+        if not src.is_file() or "__pycache__" in src.parts or src.suffix == ".pyc":
+            continue
+        rel = src.relative_to(firmware)
+        if src.suffix == ".py":
+            if frozen:
+                continue
+            dest = rel.with_suffix(".mpy").as_posix()
+            arts.append(Artifact(dest, compile_mpy(src, march, out / dest, rel.as_posix())))
+        else:
+            arts.append(Artifact(rel.as_posix(), src.read_bytes()))  # data files (e.g. the GB18030 table)
+    for name in ("boot.py", "main.py"):
+        arts.append(Artifact(name, (firmware / name).read_bytes()))
+    arts.append(Artifact("board.json", load_profile(board)))
+    return arts
+
+
+def check_loadable(arts: list[Artifact], device: MpyHeader) -> None:
+    bad = []
+    for a in arts:
+        if a.dest.endswith(".mpy"):
+            h = mpy_header(a.data)
+            if not mpy_loadable(h, device):
+                bad.append((a.dest, h))
+    if not bad:
+        return
+    listing = "\n  ".join(f"{d}: {h.describe()}" for d, h in bad[:8])
+    if any(h.version != device.version for _, h in bad):
+        fix = (
+            "Flash a MicroPython whose .mpy version matches mpy-cross's (v6.3: MicroPython 1.23 or newer), "
+            "or install the mpy-cross of the device's version."
+        )
+    else:
+        fix = f"The files hold native code for another arch: rebuild with --march {ARCH_NAMES.get(device.arch, '?')}."
+    raise DeployError(
+        f"the device's MicroPython loads {device.describe_device()} and cannot load {len(bad)} file(s) of this "
+        f"build:\n  {listing}\n{fix}"
+    )
+
+
+# -- the device ---------------------------------------------------------------------------------
+_PROBE = (
+    "import sys\n"
+    "m = getattr(sys.implementation, '_mpy', -1)\n"
+    "try:\n"
+    "    f = open('" + MANIFEST + "'); t = f.read(); f.close()\n"
+    "except OSError:\n"
+    "    t = ''\n"
+    "print('POSGUARD-PROBE %s %d %s' % (sys.implementation.name, m, sys.platform))\n"
+    "print('POSGUARD-MANIFEST ' + t.replace(chr(10), ' '))\n"
+)
+
+
+@dataclass
+class Device:
+    port: str
+    impl: str
+    mpy: int
+    platform: str
+    manifest: dict[str, str]
+
+
+def mpremote(port: str, *args: str, timeout: float = _MPREMOTE_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            [paths.venv_bin("mpremote"), "connect", port, *args], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as e:
+        raise DeployError(
+            f"{port}: no answer from the device within {timeout:.0f} s (is it a MicroPython REPL?)"
+        ) from e
+
+
+def _explain(port: str, r: subprocess.CompletedProcess[str]) -> str:
+    text = (r.stderr + r.stdout).strip()
+    if "failed to access" in text or "No such file" in text or "could not open port" in text:
+        return f"{port}: no device there (check the cable and `mpremote devs`): {text.splitlines()[-1]}"
+    if "could not enter raw repl" in text:
+        return (
+            f"{port}: the device does not answer as a MicroPython REPL (a different firmware, or busy): {text[-200:]}"
+        )
+    return f"{port}: mpremote failed: {text[-400:]}"
+
+
+def probe(port: str, timeout: float = PROBE_TIMEOUT_S) -> Device:
+    if not Path(port).exists() and not port.startswith(("rfc2217:", "socket:")) and ":" not in port:
+        raise DeployError(f"{port}: no such port (no device there; `mpremote devs` lists the connected ones)")
+    r = mpremote(port, "exec", _PROBE, timeout=timeout)
+    if r.returncode != 0:
+        raise DeployError(_explain(port, r))
+    m = re.search(r"POSGUARD-PROBE (\S+) (-?\d+) (\S+)", r.stdout)
+    if not m:
+        raise DeployError(f"{port}: the device answered, but not like MicroPython: {r.stdout[-200:]!r}")
+    if m.group(1) != "micropython":
+        raise DeployError(f"{port}: runs {m.group(1)}, not MicroPython")
+    man: dict[str, str] = {}
+    mm = re.search(r"POSGUARD-MANIFEST (.*)", r.stdout)
+    if mm and mm.group(1).strip():
+        try:
+            loaded = json.loads(mm.group(1))
+            man = {str(k): str(v) for k, v in loaded.get("files", {}).items()}
+        except (ValueError, AttributeError):
+            man = {}  # a damaged manifest: copy everything
+    return Device(port, m.group(1), int(m.group(2)), m.group(3), man)
+
+
+@dataclass
+class Plan:
+    copy: list[Artifact]
+    unchanged: list[Artifact]
+    remove: list[str]
+    manifest: bytes
+
+
+def plan(arts: list[Artifact], on_device: dict[str, str], force: bool = False) -> Plan:
+    copy = [a for a in arts if force or on_device.get(a.dest) != a.sha256]
+    unchanged = [a for a in arts if a not in copy]
+    remove = sorted(set(on_device) - {a.dest for a in arts})
+    manifest = json.dumps({"format": 1, "files": {a.dest: a.sha256 for a in arts}}, sort_keys=True).encode()
+    return Plan(copy, unchanged, remove, manifest)
+
+
+def _switch_script(p: Plan) -> str:
+    dests = {a.dest for a in p.copy}
+    moves = sorted(d for d in dests if d not in _SWITCH_LAST) + [d for d in _SWITCH_LAST if d in dests]
+    return (
+        "import os\n"
+        f"S = {STAGING!r}\n"
+        "def mk(d):\n"
+        "    p = ''\n"
+        "    for part in d.split('/'):\n"
+        "        p = part if not p else p + '/' + part\n"
+        "        try:\n"
+        "            os.mkdir(p)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        f"for d in {moves!r}:\n"
+        "    if '/' in d:\n"
+        "        mk(d[:d.rfind('/')])\n"
+        "    os.rename(S + '/' + d, d)\n"
+        f"for d in {p.remove!r}:\n"
+        "    try:\n"
+        "        os.remove(d)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        f"os.rename(S + '/' + {MANIFEST!r}, {MANIFEST!r})\n" + _RMTREE + "rmtree(S)\n"
+        "print('POSGUARD-SWITCHED')\n"
+    )
+
+
+_RMTREE = (
+    "def rmtree(d):\n"
+    "    try:\n"
+    "        ents = list(os.ilistdir(d))\n"
+    "    except OSError:\n"
+    "        return\n"
+    "    for e in ents:\n"
+    "        p = d + '/' + e[0]\n"
+    "        if e[1] == 0x4000:\n"
+    "            rmtree(p)\n"
+    "        else:\n"
+    "            os.remove(p)\n"
+    "    os.rmdir(d)\n"
+)
+
+
+def _prepare_staging_script(p: Plan) -> str:
+    dirs = sorted({STAGING + "/" + a.dest.rsplit("/", 1)[0] for a in p.copy if "/" in a.dest})
+    return (
+        "import os\n" + _RMTREE + f"rmtree({STAGING!r})\n"  # what a failed deploy left
+        f"for d in {[STAGING] + dirs!r}:\n"
+        "    p = ''\n"
+        "    for part in d.split('/'):\n"
+        "        p = part if not p else p + '/' + part\n"
+        "        try:\n"
+        "            os.mkdir(p)\n"
+        "        except OSError:\n"
+        "            pass\n"
+    )
+
+
+def upload(port: str, p: Plan, build_dir: Path) -> None:
+    """Copy the plan's files to the staging folder, then switch them live in one script."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    args = ["exec", _prepare_staging_script(p)]
+    for a in p.copy:
+        local = build_dir / "upload" / a.dest
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(a.data)
+        args += ["+", "cp", str(local), f":{STAGING}/{a.dest}"]
+    man = build_dir / "upload" / MANIFEST
+    man.write_bytes(p.manifest)
+    args += ["+", "cp", str(man), f":{STAGING}/{MANIFEST}"]
+    r = mpremote(port, *args)
+    if r.returncode != 0:
+        raise DeployError(
+            _explain(port, r) + "\nThe live files were not touched (the copy went to the staging folder)."
+        )
+    r = mpremote(port, "resume", "exec", _switch_script(p))
+    if r.returncode != 0 or "POSGUARD-SWITCHED" not in r.stdout:
+        raise DeployError(_explain(port, r) + "\nThe switch from the staging folder did not finish: deploy again.")
+
+
+def soft_reset_friendly(port: str, timeout: float = 10.0) -> bool:
+    """Ctrl-D in the friendly REPL (mpremote leaves it there): the board reruns boot.py and main.py."""
+    import serial  # pyserial, installed with mpremote
+
+    try:
+        with serial.Serial(port, 115200, timeout=0.1) as s:
+            s.write(b"\r\x02")  # friendly REPL, whatever the last client left
+            time.sleep(0.1)
+            s.reset_input_buffer()
+            s.write(b"\x04")
+            seen = b""
+            deadline = time.monotonic() + timeout
+            while b"soft reboot" not in seen and time.monotonic() < deadline:
+                seen += s.read(256)
+            return b"soft reboot" in seen
+    except (OSError, serial.SerialException):
+        return False
+
+
+@dataclass
+class Report:
+    device: Device
+    plan: Plan
+    restarted: bool
+
+    def lines(self) -> list[str]:
+        p, d = self.plan, self.device
+        out = [f"device {d.port}: {d.impl} on {d.platform}, loads {device_mpy(d.mpy).describe_device()}"]
+        for a in p.copy:
+            out.append(f"  copied   {a.dest} ({len(a.data)} B)")
+        for gone in p.remove:
+            out.append(f"  removed  {gone}")
+        out.append(f"  {len(p.copy)} copied, {len(p.unchanged)} unchanged, {len(p.remove)} removed")
+        if p.copy or p.remove:
+            out.append(
+                "  switched the staging folder live; "
+                + (
+                    "soft reset: boot.py and main.py running"
+                    if self.restarted
+                    else "soft reset not confirmed: press reset"
+                )
+            )
+        else:
+            out.append("  already up to date: nothing copied, no reset")
+        return out
+
+
+def deploy(
+    port: str,
+    board: str,
+    march: str = DEFAULT_MARCH,
+    force: bool = False,
+    dry_run: bool = False,
+    probe_timeout: float = PROBE_TIMEOUT_S,
+    frozen: bool = False,
+    firmware: Path = paths.FIRMWARE,
+) -> Report:
+    if not (firmware / "posguard").is_dir():
+        raise DeployError(f"{firmware} holds no firmware (no posguard/ package in it)")
+    arts = build(board, march, firmware=firmware, frozen=frozen)
+    dev = probe(port, probe_timeout)
+    if dev.mpy < 0:
+        raise DeployError(
+            f"{port}: this MicroPython has no sys.implementation._mpy (older than 1.19): it cannot load "
+            f"mpy v6 files; flash MicroPython 1.23 or newer"
+        )
+    check_loadable(arts, device_mpy(dev.mpy))
+    p = plan(arts, dev.manifest, force)
+    if dry_run or not (p.copy or p.remove):
+        return Report(dev, p, False)
+    upload(port, p, paths.OUT / "deploy" / f"{board}-{march}")
+    return Report(dev, p, soft_reset_friendly(port))
+
+
+# -- mip ----------------------------------------------------------------------------------------
+def package_json(firmware: Path = paths.FIRMWARE, version: str = "0.1.0") -> dict[str, Any]:
+    """mip's package.json for the posguard package: every file of firmware/posguard, as source, with
+    URLs relative to the package.json (mip and `mpremote mip install` resolve them against its location).
+    boot.py, main.py and board.json are not in it: mip installs into /lib, a board runs them from /."""
+    files = sorted(
+        p.relative_to(firmware).as_posix()
+        for p in (firmware / "posguard").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+    return {"urls": [[f, f] for f in files], "deps": [], "version": version}
+
+
+def write_package_json(firmware: Path = paths.FIRMWARE) -> Path:
+    path = firmware / "package.json"
+    pkg = package_json(firmware)
+    urls = ",\n".join("    " + json.dumps(u) for u in pkg["urls"])
+    path.write_text(f'{{\n  "urls": [\n{urls}\n  ],\n  "deps": [],\n  "version": {json.dumps(pkg["version"])}\n}}\n')
+    return path
+
+
+if __name__ == "__main__":
+    # python -m posguard_tools.deploy --package-json: regenerate firmware/package.json
+    if sys.argv[1:] == ["--package-json"]:
+        print(f"wrote {write_package_json()}")
+    else:
+        print("usage: python -m posguard_tools.deploy --package-json", file=sys.stderr)
+        raise SystemExit(2)
