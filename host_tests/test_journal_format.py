@@ -92,3 +92,11 @@ def test_dump_keeps_records_behind_a_broken_checkpoint(world: Any) -> None:
     assert img.sectors[act].kind == "damaged"
     assert jf.sales(img, data)[100]["state"] == "OPEN"  # its OPEN record lives in that sector
     assert any("checkpoint page unreadable" in p for p in jf.verify(img))
+
+
+def test_dump_from_a_port_that_is_not_there_is_a_clear_error(capsys: Any) -> None:
+    from posguard_tools import cli
+
+    rc = cli.main(["journal", "dump", "--port", "/dev/posguard-no-such-port", "--timeout", "20"])
+    out = capsys.readouterr().out
+    assert rc == 2 and "/dev/posguard-no-such-port" in out and "posguard journal:" in out

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from posguard_tools import cmd_replay, paths, replay_metrics
+from posguard_tools import battery_sim, cmd_replay, paths, replay_metrics
 
 TRACE = replay_metrics.TRACE
 
@@ -20,6 +20,13 @@ def _profile(name: str = "devkit-1s") -> dict[str, Any]:
     return data
 
 
+def _trace_printer(name: str = "devkit-1s") -> dict[str, Any]:
+    """The board with the reference trace's printer: a fixed-current load (i_a 2.0 A printing, 0.3 A
+    idle), so its peak is its mean; the board's own printer (peak from dots x V / R_dot) is not what
+    the trace drew."""
+    return battery_sim.trace_printer_profile(_profile(name))
+
+
 @pytest.fixture(scope="module")
 def trace() -> dict[str, list[float]]:
     return replay_metrics.load_trace()
@@ -27,7 +34,7 @@ def trace() -> dict[str, list[float]]:
 
 @pytest.fixture(scope="module")
 def at_trace_cutoff(trace: dict[str, list[float]]) -> replay_metrics.Figures:
-    out = replay_metrics.replay_trace(_profile(), trace, 2.5)  # the trace's own 2.5 V cutoff
+    out = replay_metrics.replay_trace(_trace_printer(), trace, 2.5)  # the trace's own 2.5 V cutoff
     assert len(out) == len(trace["t_s"])
     return replay_metrics.figures(trace, out, 2.5)
 
@@ -58,7 +65,7 @@ def test_resistance_estimate_within_10_percent(at_trace_cutoff: replay_metrics.F
 def test_profile_brownout_cutoff_with_adc_noise(trace: dict[str, list[float]]) -> None:
     """devkit-1s's own 3.0 V brownout level, with 3 mV (1 sigma) of extra noise on every reading: more
     than the trimmed mean of 64 samples leaves of the ADC's ~25 LSB (about 1 mV at the pack)."""
-    out = replay_metrics.replay_trace(_profile(), trace, None, v_noise_v=0.003)
+    out = replay_metrics.replay_trace(_trace_printer(), trace, None, v_noise_v=0.003)
     f = replay_metrics.figures(trace, out, 3.0, soc_truth=False)
     print(f"\n3.0 V cutoff, noisy: false allows {f.false_allows}, unused {f.unused_pct:.2f} %")
     assert f.false_allows == 0
@@ -67,7 +74,7 @@ def test_profile_brownout_cutoff_with_adc_noise(trace: dict[str, list[float]]) -
 
 def test_two_cell_pack_replay(trace: dict[str, list[float]]) -> None:
     """The same cell as a 2S pack on pos-2s (thermistor fitted: the temperature column is used)."""
-    out = replay_metrics.replay_trace(_profile("pos-2s"), trace, 2.5)
+    out = replay_metrics.replay_trace(_trace_printer("pos-2s"), trace, 2.5)
     f = replay_metrics.figures(trace, out, 2.5)
     assert f.false_allows == 0 and f.soc_rms <= 3.0
 

@@ -23,9 +23,11 @@ def boot_soc_pct(prof, pack_mv, r25_ohm=None):
     ref = soc.ocv_to_soc(ocv, b["chemistry"])
     load = power_policy.LoadModel(prof)
     rx_a = idle + p["print_a"]
+    # The strobe peak as PowerMonitor predicts it (dots x V_head / R_dot; a boost converter at the floor)
+    peak_a = load.peak_a(load.dots, pack_mv / 1000.0)
     empty = power_policy.empty_soc_ref(
         p["brownout_v"] / cells, prof["policy"]["margin_mv"] / 1000.0 / cells, idle, rx_a, r0,
-        load.receipt_time_s(power_policy.STANDARD_LINES, load.dots), b["chemistry"],
+        load.receipt_time_s(power_policy.STANDARD_LINES, load.dots), b["chemistry"], peak_a,
     )
     if empty >= 100.0:
         return 0.0

@@ -19,7 +19,10 @@ STANDARD_LINES = const(30)
 _DWELL = const(3)  # consecutive updates a new state must persist (a noisy reading cannot flap it)
 _PARK_S = const(120)  # time in CRITICAL at 0 % to finish or park the current sale before SHUTDOWN
 _NOMINAL_CELL_V = 3.7  # NMC nominal, the voltage the profile's print current is quoted at [EST]
-_HEAD_V_BOOST = 5.0  # a boost converter feeds the printer 5 V (battery-and-printer.md: CSN-A2 at 5 V)
+# Peak head current = dots heated at once x head voltage / dot resistance; the dot resistance is
+# 162-198 Ohm (battery-and-printer.md, Seiko LTP02-245): the lower bound gives the safe (highest) peak.
+_R_DOT_MIN_OHM = 162.0
+_FULL_CELL_V = 4.2  # NMC full charge (battery-and-printer.md OCV table): a direct pack's highest head voltage
 _MIN_DOTS = const(8)  # ESC 7 n1 = 0: (0 + 1) * 8 dots at once
 _RADIO_A = 0.24  # ESP32 Wi-Fi transmit (battery-and-printer.md)
 
@@ -29,11 +32,15 @@ HeatSetting = namedtuple("HeatSetting", ("n1", "n2", "n3", "dots", "time_us", "i
 
 
 class LoadModel:
-    """Pack-side current the firmware knows it draws. print_a is the extra current while printing at
-    the profile's default heat dots (measured per board; devkit-1s: the reference trace's 2.0 A receipt
-    minus 0.30 A idle). Peak current scales with the dots heated at once (dots x V / R_dot, battery-and-
-    printer.md); a boost converter draws constant current from the pack for it, a direct pack feeds the
-    head its own voltage, so the current follows the pack voltage."""
+    """Pack-side current the firmware knows it draws, as two figures:
+    - mean (print_extra_a): the extra current averaged over a receipt at the profile's default heat
+      dots, measured per board (devkit-1s: the reference trace's 2.0 A receipt minus 0.30 A idle). It is
+      the charge a receipt draws: energy, the SoC estimator's I*R compensation, the RC branch.
+    - peak (peak_extra_a): the current while `dots` are heated at once, dots x V_head / R_dot
+      (battery-and-printer.md), with R_dot at its 162 Ohm lower bound. Behind a boost converter the head
+      sees the boost rail and the pack supplies constant power, V_head x I_head / (efficiency x V_pack),
+      so the pack current rises as the pack sags; on a direct pack the head sees the pack voltage.
+    The peak is what the pack's R0 sees at every strobe, so it sets a receipt's lowest voltage."""
 
     def __init__(self, prof):
         p = prof["power"]
@@ -43,7 +50,18 @@ class LoadModel:
         self.receipt_s = p["receipt_s"]
         self.charge_a = p["charge_a"]
         self.boost = p["boost_converter"]
+        self.boost_v = p["boost_v"]
+        self.boost_eff = p["boost_eff"]
+        # A printer whose pack-side peak is known as a fixed current (at the default heat dots), e.g. the
+        # reference trace's constant 2.0 A pulses; null: predicted from the dots as above.
+        self.fixed_peak_a = p["print_peak_a"]
+        eff_ok = self.boost_v and self.boost_eff and 0.0 < self.boost_eff <= 1.0
+        if self.boost and self.fixed_peak_a is None and not eff_ok:
+            raise ValueError("power.boost_converter needs power.boost_v and power.boost_eff (0-1]")
         self.cells = prof["battery"]["cells_series"]
+        # The lowest pack voltage a receipt may reach (the policy's floor): a boost converter draws
+        # its highest current there. PowerMonitor sets it from its own cutoff.
+        self.floor_v = p["brownout_v"] + pol["margin_mv"] / 1000.0
         self.dots = pol["heat_dots"]
         self.time_us = pol["heat_time_us"]
         self.interval_us = pol["heat_interval_us"]
@@ -56,10 +74,37 @@ class LoadModel:
         return self.idle_a + (_RADIO_A if self.radio else 0.0)
 
     def print_extra_a(self, dots, v_pack):
+        """Mean extra pack current while printing at `dots` (energy and I*R compensation)."""
         a = self.print_a * dots / self.dots
         if not self.boost and v_pack > 0:
             a *= v_pack / (self.cells * _NOMINAL_CELL_V)
         return a
+
+    def peak_extra_a(self, dots, v_pack):
+        """Extra pack current while `dots` are heated at once with the pack at v_pack volts."""
+        if self.fixed_peak_a is not None:
+            return self.fixed_peak_a * dots / self.dots
+        if self.boost:
+            head_a = dots * self.boost_v / _R_DOT_MIN_OHM
+            return self.boost_v * head_a / (self.boost_eff * v_pack)
+        return dots * v_pack / _R_DOT_MIN_OHM
+
+    def peak_v(self, v_pack):
+        """The pack voltage to predict a receipt's peak at: behind a boost converter the floor (or the
+        pack now, if lower), where constant power draws the most; on a direct pack the pack now (the
+        head current falls as it sags)."""
+        if self.boost:
+            return v_pack if 0 < v_pack < self.floor_v else self.floor_v
+        return v_pack if v_pack > 0 else self.cells * _FULL_CELL_V
+
+    def peak_a(self, dots, v_pack):
+        """Predicted pack-side peak current (idle included) of a receipt started at v_pack (<= 0: no
+        reading yet, the worst case)."""
+        return self.base_a() + self.peak_extra_a(dots, self.peak_v(v_pack))
+
+    def mean_a(self, dots, v_pack):
+        """Predicted pack-side mean current (idle included) of a receipt started at v_pack."""
+        return self.base_a() + self.print_extra_a(dots, v_pack)
 
     def receipt_time_s(self, lines, dots):
         # Fewer dots at once means more strobes per dot row: the print takes longer, not less energy.
@@ -81,27 +126,31 @@ class LoadModel:
         n2 = 255 if n2 > 255 else n2
         n3 = self.interval_us // 10
         n3 = 255 if n3 > 255 else n3
-        peak = self.base_a() + self.print_extra_a(dots, v_pack)
-        return HeatSetting(dots // 8 - 1, n2, n3, dots, n2 * 10, n3 * 10, peak)
+        return HeatSetting(dots // 8 - 1, n2, n3, dots, n2 * 10, n3 * 10, self.peak_a(dots, v_pack))
 
 
-def predict_min_cell_v(ocv_cell, v_rc, r0, soc_ref, cap_ah, amps, t_s, chemistry):
-    """Lowest per-cell voltage at the end of t_s seconds at `amps`: OCV after the charge drawn, minus
-    I*R0, minus the relaxation branch grown toward amps*R1 (shared/reference: V = OCV - I*R0 - V_RC)."""
+def predict_min_cell_v(ocv_cell, v_rc, r0, soc_ref, cap_ah, amps, t_s, chemistry, peak_a=None):
+    """Lowest per-cell voltage at the end of t_s seconds of a receipt drawing `amps` on average and
+    `peak_a` (default: amps) while the head strobes: OCV after the charge drawn, minus the relaxation
+    branch grown toward amps*R1, minus peak_a*R0 (shared/reference: V = OCV - I*R0 - V_RC)."""
+    if peak_a is None:
+        peak_a = amps
     a = math.exp(-t_s / soc.TAU_RC_S)
     v_rc_end = v_rc * a + amps * r0 * soc.RC_SHARE * (1.0 - a)
     d_soc = amps * t_s / 3600.0 / cap_ah * 100.0
     ocv_end = ocv_cell - (soc.soc_to_ocv(soc_ref, chemistry) - soc.soc_to_ocv(soc_ref - d_soc, chemistry))
-    return ocv_end - amps * r0 - v_rc_end
+    return ocv_end - peak_a * r0 - v_rc_end
 
 
-def empty_soc_ref(cutoff_cell, margin_cell, idle_a, amps, r0, t_s, chemistry):
-    """Table SoC at which a standard receipt, started rested at idle, would end exactly at the cutoff
-    plus margin: the 0 % of the usable scale."""
+def empty_soc_ref(cutoff_cell, margin_cell, idle_a, amps, r0, t_s, chemistry, peak_a=None):
+    """Table SoC at which a standard receipt (mean `amps`, strobe peak `peak_a`, default amps), started
+    rested at idle, would end exactly at the cutoff plus margin: the 0 % of the usable scale."""
+    if peak_a is None:
+        peak_a = amps
     a = math.exp(-t_s / soc.TAU_RC_S)
     r1 = r0 * soc.RC_SHARE
     v_rc_end = idle_a * r1 * a + amps * r1 * (1.0 - a)
-    return soc.ocv_to_soc(cutoff_cell + margin_cell + amps * r0 + v_rc_end, chemistry)
+    return soc.ocv_to_soc(cutoff_cell + margin_cell + peak_a * r0 + v_rc_end, chemistry)
 
 
 class PowerPolicy:

@@ -43,6 +43,7 @@ class PowerMonitor:
         self.est = soc.SocEstimator(self.chemistry, self.health.cap_ah)
         self.cutoff_v = prof["power"]["brownout_v"] if cutoff_v is None else cutoff_v
         self.margin_v = prof["policy"]["margin_mv"] / 1000.0
+        self.load.floor_v = self.cutoff_v + self.margin_v  # a boost converter's peak is predicted there
         self.auto_shutdown = auto_shutdown
         self.printing = False
         self.heat = None
@@ -148,16 +149,16 @@ class PowerMonitor:
         self.health.watch_charger(self.charger_on(), self._v_idle, self.soc_pct, dt)
         # The usable scale: 0 % where a standard receipt at the lowest offered heat would end at the
         # cutoff plus margin.
-        low = self.load.heat(self.load.min_dots, self.pack_v)
-        t_low = self.load.receipt_time_s(power_policy.STANDARD_LINES, low.dots)
+        low = self.load.min_dots
+        t_low = self.load.receipt_time_s(power_policy.STANDARD_LINES, low)
         empty = power_policy.empty_soc_ref(
-            self.cutoff_v / self.cells, self.margin_v / self.cells, self.load.base_a(), low.peak_a, r0, t_low,
-            self.chemistry,
+            self.cutoff_v / self.cells, self.margin_v / self.cells, self.load.base_a(),
+            self.load.mean_a(low, self.pack_v), r0, t_low, self.chemistry, self.load.peak_a(low, self.pack_v),
         )
         pct = 0.0 if empty >= 100.0 else (s_ref - empty) / (100.0 - empty) * 100.0
         self.soc_pct = 0.0 if pct < 0.0 else (100.0 if pct > 100.0 else pct)
         h = self.heat_setting()
-        self.rx_headroom_v = self._headroom(h.peak_a, self.load.receipt_time_s(power_policy.STANDARD_LINES, h.dots), r0)
+        self.rx_headroom_v = self._headroom(h.dots, self.load.receipt_time_s(power_policy.STANDARD_LINES, h.dots), r0)
         idle_v = self.cells * (self._ocv_f - self.load.base_a() * r0 - self.est.v_rc)
         idle_ok = idle_v - self.margin_v >= self.cutoff_v
         state = self.policy.step(self.soc_pct, self.rx_headroom_v, self.margin_v, idle_ok, False, dt)
@@ -202,9 +203,13 @@ class PowerMonitor:
             self.health.rested_point(soc.ocv_to_soc(self._ocv_f, self.chemistry))
             self._idle_s = 0.0
 
-    def _headroom(self, amps, t_s, r0):
+    def _headroom(self, dots, t_s, r0):
+        """Volts above cutoff plus margin at the end of a t_s receipt heating `dots` at once: the mean
+        current draws the charge and the RC branch, the strobe peak sags through R0."""
+        ld = self.load
         v_min = self.cells * power_policy.predict_min_cell_v(
-            self._ocv_f, self.est.v_rc, r0, self.est.soc, self.est.capacity_ah, amps, t_s, self.chemistry
+            self._ocv_f, self.est.v_rc, r0, self.est.soc, self.est.capacity_ah, ld.mean_a(dots, self.pack_v), t_s,
+            self.chemistry, ld.peak_a(dots, self.pack_v),
         )
         return v_min - self.margin_v - self.cutoff_v
 
@@ -253,7 +258,7 @@ class PowerMonitor:
                 break
             h = self.load.heat(dots, self.pack_v)
             t = self.load.receipt_time_s(power_policy.STANDARD_LINES, h.dots)
-            if self._headroom(h.peak_a, t, r0) >= 0:
+            if self._headroom(h.dots, t, r0) >= 0:
                 return h
             dots -= 8
         return self.load.heat(self.load.min_dots, self.pack_v)
@@ -271,11 +276,13 @@ class PowerMonitor:
             heat = self.heat_setting()
         t = self.load.receipt_time_s(lines, heat.dots)
         r0 = self._r0()
-        head = self._headroom(heat.peak_a, t, r0)
+        # The peak is predicted from the dots for the pack now: a HeatSetting offered earlier (or built by
+        # hand, as the naive policy's) may carry a stale or unknown peak_a.
+        head = self._headroom(heat.dots, t, r0)
         if head < 0:
             floor = self.cutoff_v + self.margin_v
             return False, "predicted %.2f V < %.2f V" % (head + floor, floor)
-        need_ah = heat.peak_a * t / 3600.0
+        need_ah = self.load.mean_a(heat.dots, self.pack_v) * t / 3600.0  # the charge it draws
         if self.soc_pct / 100.0 * self.health.cap_ah < need_ah:
             return False, "energy"
         return True, "ok"

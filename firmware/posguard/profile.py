@@ -26,6 +26,9 @@ _SCHEMA = {
     "power": {
         "brownout_v": "n",
         "boost_converter": "b",
+        "boost_v": "n?",  # the boost rail the printer head sees (null: no boost, the head sees the pack)
+        "boost_eff": "n?",  # the boost converter's efficiency, 0-1 (null: no boost)
+        "print_peak_a": "n?",  # a fixed-current printer's peak at policy.heat_dots (null: from the dots)
         "idle_a": "n",
         "sleep_a": "n",
         "print_a": "n",

@@ -2,9 +2,11 @@
 and a printer load, driven either by the firmware's PowerMonitor or by a naive policy. Used by
 host_tests/test_policy*.py and bench_battery.py.
 
-The world's printer draws the profile's print current scaled by the dots heated at once, times a
-`load_error` the firmware does not know (a load known only from a dot count is uncertain by about
-+/-10 %, battery-and-printer.md), so the firmware's load model is never exactly right.
+The world's printer draws, on average, the profile's print current scaled by the dots heated at once,
+times a `load_error` the firmware does not know (a load known only from a dot count is uncertain by about
++/-10 %, battery-and-printer.md), so the firmware's load model is never exactly right. Every second of a
+receipt it first draws its strobe peak as host_tests/simhw/sim_printer.py does (dots x V_head / R_dot with
+R_dot = 176 Ohm; behind the boost converter constant power from the pack), which is when a brownout happens.
 """
 
 from __future__ import annotations
@@ -76,12 +78,31 @@ class SimWorld:
             therm_adc=hw.adc(pins["thermistor_adc"]), store_dir=self.fs_dir, auto_shutdown=False, **kw,
         )
 
+    def printer_peak_a(self, dots: int) -> float:
+        """Pack-side strobe current of `dots` heated at once, as sim_printer._set_load computes it."""
+        import sim_printer
+
+        p = self.profile["power"]
+        rail = max(0.5, self.power.rail_v())
+        if p["boost_converter"]:
+            head = dots * sim_printer.BOOST_V / sim_printer.R_DOT_OHM
+            return float(sim_printer.BOOST_V * head / (rail * sim_printer.BOOST_EFF))
+        return float(dots * rail / sim_printer.R_DOT_OHM)
+
     def printer_a(self, dots: int, load_error: float) -> float:
         p = self.profile
         a: float = p["power"]["print_a"] * dots / p["policy"]["heat_dots"] * load_error
         if not p["power"]["boost_converter"]:
             a *= self.power.rail_v() / (p["battery"]["cells_series"] * 3.7)
         return a
+
+
+def trace_printer_profile(prof: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a board profile whose printer is the reference trace's: a fixed-current load (i_a 2.0 A
+    while printing, 0.3 A idle: battery_fresh_25c.csv), so its peak is the profile's measured print_a."""
+    out: dict[str, Any] = json.loads(json.dumps(prof))
+    out["power"]["print_peak_a"] = out["power"]["print_a"]
+    return out
 
 
 def run_discharge(world: SimWorld, policy: str = "posguard", naive_v_cell: float = 3.3, load_error: float = 1.1,
@@ -128,12 +149,17 @@ def run_discharge(world: SimWorld, policy: str = "posguard", naive_v_cell: float
                     t_s = mon.load.receipt_time_s(power_policy.STANDARD_LINES, heat.dots)
                     soc_before = world.battery.soc()
                     mon.set_load(True, heat)
+                    world.power.set_load("printer", 0.0)
+                    world.power.set_load("printer", world.printer_peak_a(heat.dots))  # the first strobe
                     world.power.set_load("printer", world.printer_a(heat.dots, load_error))
                     try:
                         steps = int(t_s)
                         for _ in range(steps):
                             clock.advance_us(1_000_000)
                             mon.update()
+                            mean = world.printer_a(heat.dots, load_error)
+                            world.power.set_load("printer", world.printer_peak_a(heat.dots))  # the strobes go on
+                            world.power.set_load("printer", mean)
                         clock.advance_us(int((t_s - steps) * 1e6))
                     finally:
                         world.power.loads["printer"] = 0.0

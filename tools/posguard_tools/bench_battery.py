@@ -86,7 +86,8 @@ def run(quick: bool) -> dict[str, Any]:
     rows: list[list[Any]] = []
     data: dict[str, Any] = {}
     tr = replay_metrics.load_trace()
-    prof = json.loads(paths.board_profile("devkit-1s").read_text())
+    # The trace's printer is a fixed-current load (2.0 A printing): replay it as that, on devkit-1s.
+    prof = battery_sim.trace_printer_profile(json.loads(paths.board_profile("devkit-1s").read_text()))
 
     rms = _model_rms_mv(tr)
     rows.append(["sim battery model vs trace, RMS", f"{rms:.2f} mV", "<= 20 mV"])

@@ -1,18 +1,23 @@
 """`posguard journal`: read a journal partition image offline.
 
     posguard journal dump --image journal.bin [--json]   sectors, records and sales in the image
+    posguard journal dump --port /dev/ttyUSB0 [--save F]  the same, read off a board through mpremote
     posguard journal verify journal.bin                  exit 0 if healthy, 1 with the problems listed
     posguard journal demo OUT.bin                        write an image from a simulated session
 
-Get an image from a board with `esptool.py read_flash <offset> <size> journal.bin` (the journal
-partition's offset and size from the partition table), or from the simulator (`NorFlash.image()`).
+`--port` reads the partition on the board itself (esp32.Partition, a sector per mpremote call, erased
+pages skipped, base64 over the REPL: nothing is written to the board) and decodes it here. Without a
+running board, esptool works too: `esptool.py read_flash <offset> <size> journal.bin` (offset and size
+from the partition table).
 """
 
 from __future__ import annotations
 
 import argparse
+import binascii
 import importlib
 import json
+import subprocess
 from pathlib import Path
 
 from posguard_tools import journal_format as jf
@@ -24,7 +29,12 @@ HELP = "dump or verify a journal partition image (sales, records, sectors)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     d = sub.add_parser("dump", help="print sectors, records and sales of an image")
-    d.add_argument("--image", required=True, help="raw journal partition image")
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", help="raw journal partition image")
+    src.add_argument("--port", help="read the partition off a board (or a vboard pty) through mpremote")
+    d.add_argument("--label", default="journal", help="partition label on the board (default: journal)")
+    d.add_argument("--save", help="with --port: also keep the image read from the board in this file")
+    d.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the board")
     d.add_argument("--json", action="store_true", help="sales as JSON instead of text")
     v = sub.add_parser("verify", help="check an image; exit status 1 if anything is wrong")
     v.add_argument("image", help="raw journal partition image")
@@ -42,6 +52,66 @@ def _load(path: str) -> tuple[jf.Image, bytes] | None:
     except jf.ImageError as e:
         print(f"{path}: {e}")
     return None
+
+
+# Run on the board, beside a live terminal: first the partition's geometry, then one call per sector
+# (the answer of one call stays a few KB: serial links and the virtual board's pty both prefer that).
+# Erased pages (all 0xFF) are not sent; the rest go 256 bytes at a time as base64 lines.
+_INFO_SCRIPT = """
+import esp32
+p = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=%r)
+print("POSGUARD-INFO %%d %%d" %% (p[0].ioctl(4, 0), p[0].ioctl(5, 0)) if p else "POSGUARD-NO-PARTITION")
+"""
+_SECTOR_SCRIPT = """
+import esp32, binascii, sys
+p = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=%r)[0]
+buf = bytearray(256)
+ff = b"\\xff" * 256
+for off in range(0, %d, 256):
+    p.readblocks(%d, buf, off)
+    if buf != ff:
+        sys.stdout.write("P %%d " %% off)
+        sys.stdout.write(binascii.b2a_base64(buf))
+print("POSGUARD-END")
+"""
+
+
+def _exec(port: str, script: str, timeout: float) -> str:
+    cmd = [paths.venv_bin("mpremote"), "connect", port, "resume", "exec", script]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise OSError(f"no answer from {port} within {timeout:.0f} s") from e
+    if r.returncode != 0:
+        raise OSError(f"mpremote could not read {port}: {(r.stderr or r.stdout).strip()[-300:]}")
+    return r.stdout
+
+
+def read_from_board(port: str, label: str, timeout: float) -> bytes:
+    """The journal partition's bytes, read on the board through mpremote (nothing is written there).
+    Raises OSError with a message a person can act on."""
+    info = _exec(port, _INFO_SCRIPT % label, timeout)
+    if "POSGUARD-NO-PARTITION" in info:
+        raise OSError(f"the board on {port} has no data partition labelled '{label}' (make provision)")
+    found = [ln.split() for ln in info.splitlines() if ln.startswith("POSGUARD-INFO ")]
+    if not found:
+        raise OSError(f"unexpected answer from {port}: {info.strip()[-200:]}")
+    blocks, size = int(found[0][1]), int(found[0][2])
+    image = bytearray(b"\xff" * (blocks * size))
+    for b in range(blocks):
+        out = _exec(port, _SECTOR_SCRIPT % (label, size, b), timeout)
+        if "POSGUARD-END" not in out:
+            raise OSError(f"the read of sector {b} from {port} was cut short")
+        for ln in out.splitlines():
+            if ln.startswith("P "):
+                _, off, b64 = ln.split(" ", 2)
+                try:
+                    page = binascii.a2b_base64(b64)
+                except binascii.Error as e:
+                    raise OSError(f"garbled data from {port}: {e}") from e
+                at = b * size + int(off)
+                image[at : at + len(page)] = page
+    return bytes(image)
 
 
 def demo_image(sectors: int) -> bytes:
@@ -80,10 +150,25 @@ def run(args: argparse.Namespace) -> int:
             f"wrote {args.out} ({args.sectors * 4} KiB): sales 1-5 finished, 10 OPEN, 11 PAYMENT_PENDING, 12 PRINTING"
         )
         return 0
-    path = args.image
-    loaded = _load(path)
-    if loaded is None:
-        return 2
+    loaded: tuple[jf.Image, bytes] | None
+    if getattr(args, "port", None):
+        try:
+            data = read_from_board(args.port, args.label, args.timeout)
+        except OSError as e:
+            print(f"posguard journal: {e}")
+            return 2
+        if args.save:
+            Path(args.save).write_bytes(data)
+        try:
+            loaded = jf.parse(data), data
+        except jf.ImageError as e:
+            print(f"journal on {args.port}: {e}")
+            return 2
+    else:
+        path = args.image
+        loaded = _load(path)
+        if loaded is None:
+            return 2
     img, data = loaded
     if args.action == "dump":
         if args.json:
