@@ -76,3 +76,16 @@ def test_brownouts_at_random_times_inside_flash_operations(world: Any) -> None:
     # cut lands inside whatever page program or sector erase is running at that moment.
     r = C.brownouts(40, seed=77)
     assert r["cuts"] >= 40  # the cuts really hit flash operations
+
+
+def test_random_time_cuts_land_even_after_another_world(world: Any) -> None:
+    # An earlier simulation (a bench section, another test) can leave sim_power.POWER bound to a clock
+    # that no longer moves; the random-time cuts must still land on the flash's clock.
+    import sim_clock
+    import sim_power
+
+    stale = sim_clock.CLOCK
+    sim_power.POWER = sim_power.PowerDomain(stale, 3.0)
+    sim_clock.reset(0)
+    r = C.brownouts(20)
+    assert r["cuts"] > 0

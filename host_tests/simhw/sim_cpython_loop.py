@@ -28,6 +28,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return sim_clock.CLOCK.now_us() / 1_000_000
 
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        # A board reset (power loss, deep sleep, watchdog) ends the task it hit; the board runner
+        # reports it. CPython would also log it as "never retrieved" when the dead task is collected.
+        import sim_power
+
+        if isinstance(context.get("exception"), sim_power.BoardReset):
+            return
+        super().call_exception_handler(context)
+
 
 class _Policy(asyncio.DefaultEventLoopPolicy):
     def new_event_loop(self) -> asyncio.AbstractEventLoop:

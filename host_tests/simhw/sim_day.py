@@ -655,7 +655,6 @@ class ReceiptTracker:
         prev = self._prev
         cur = self._cur
         if b"POSGUARD" in line:
-            self.flush()
             # A copy's top is marker, note, header; a void slip's is marker, header. The previous
             # receipt's bottom (note, marker) must not count: its marker is the line right before.
             kind = "original"
@@ -663,6 +662,11 @@ class ReceiptTracker:
                 kind = "void"
             elif len(prev) >= 2 and _has(prev[-2], _DUP) and not _has(prev[-1], _DUP):
                 kind = "duplicate"
+            # Those top lines belong to the receipt starting now, not to the sample being closed.
+            top = {"void": 1, "duplicate": 2}.get(kind, 0)
+            if top and len(self._recs) >= top:
+                del self._recs[-top:]
+            self.flush()
             self._cur = [None, kind, False, False, 0]
             self._recs = []
             if kind not in self.samples:
