@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from test_vboard import Vboard, start_vboard, stop_vboard
 
+from posguard_tools import paths
+
 _SALE = {
     "op": "open",
     "id": 7,
@@ -70,13 +72,15 @@ def _status_field(vb: Vboard, name: str) -> int:
 def deployed(tmp_path: Path) -> Iterator[Vboard]:
     vb = start_vboard(tmp_path, with_board=False)
     try:
+        # Exactly what a developer types (the Makefile's deploy target runs `posguard deploy`).
         r = subprocess.run(
-            [sys.executable, "-m", "posguard_tools.cli", "deploy", "--port", vb.port, "--board", "devkit-1s"],
+            ["make", "--no-print-directory", "deploy", f"PORT={vb.port}", "BOARD=devkit-1s"],
+            cwd=str(paths.ROOT),
             capture_output=True,
             text=True,
             timeout=300,
         )
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 0, r.stdout + r.stderr
         yield vb
     finally:
         stop_vboard(vb)
