@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -23,34 +22,6 @@ import sim_power  # noqa: E402
 import sim_printer  # noqa: E402
 
 
-def fix_loop_rounding() -> None:
-    """Round the virtual event loop's idle wait UP to whole microseconds.
-
-    sim_cpython_loop truncates (int(timeout * 1e6)); a timer due 0.9999 us later then never becomes
-    due and the loop spins forever (e.g. asyncio.sleep(0.003) at t = 8 ms). Asked the lead to fix it at
-    the source; this wrapper is harmless once that is done.
-    """
-    import selectors
-
-    import sim_cpython_loop
-
-    sel = sim_cpython_loop._VirtualSelector
-    if getattr(sel, "_posguard_ceil", False):
-        return
-
-    def select(self: Any, timeout: float | None = None) -> list[Any]:
-        sim_clock.run_scheduled()
-        if timeout is None:
-            sim_clock.idle_wait_us(-1)
-        elif timeout > 0:
-            sim_clock.idle_wait_us(max(1, math.ceil(timeout * 1_000_000 - 1e-6)))
-        sim_clock.run_scheduled()
-        return selectors.SelectSelector.select(self, 0)
-
-    sel.select = select
-    sel._posguard_ceil = True
-
-
 class PrinterWorld:
     """Clock, power, board and a simulated printer; `driver()` builds the firmware's Printer."""
 
@@ -63,7 +34,6 @@ class PrinterWorld:
         **printer_overrides: Any,
     ) -> None:
         sim_clock.install()
-        fix_loop_rounding()
         self.clock = sim_clock.reset(0)
         self.profile: dict[str, Any] = json.loads(paths.board_profile(profile_name).read_text())
         self.pcfg: dict[str, Any] = self.profile["printer"]
