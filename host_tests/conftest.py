@@ -67,6 +67,23 @@ def make_world(tmp_path: Path) -> Iterator[Any]:
     sim_power.POWER = None
 
 
+@pytest.fixture
+def printer_worlds() -> Iterator[Any]:
+    """A factory of simulated boards with a printer: printer_worlds("pos-2s", pcfg={...}, paper_m=1)."""
+    from posguard_tools.printer_world import PrinterWorld
+
+    made: list[PrinterWorld] = []
+
+    def build(profile: str = "pos-2s", pcfg: dict[str, Any] | None = None, **over: Any) -> PrinterWorld:
+        w = PrinterWorld(profile, pcfg=pcfg, **over)
+        made.append(w)
+        return w
+
+    yield build
+    for w in made:
+        w.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # MicroPython suite: each host_tests/mpy/mpy_test_*.py runs once on the unix port with the ESP32's
 # heap; every `def test_*` in it becomes a pytest item whose result comes from that run.

@@ -5,7 +5,6 @@ garbage on RX is tolerated; ESC/POS control bytes in item names never reach the 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,17 +14,8 @@ from posguard_tools.printer_world import PrinterWorld, printed_text, standard_sa
 
 
 @pytest.fixture
-def make() -> Iterator[Any]:
-    made: list[PrinterWorld] = []
-
-    def build(profile: str = "pos-2s", pcfg: dict[str, Any] | None = None, **over: Any) -> PrinterWorld:
-        w = PrinterWorld(profile, pcfg=pcfg, **over)
-        made.append(w)
-        return w
-
-    yield build
-    for w in made:
-        w.close()
+def make(printer_worlds: Any) -> Any:
+    return printer_worlds
 
 
 def job(w: PrinterWorld, sale: dict[str, Any] | None = None, pause_limit_s: int | None = None) -> Any:

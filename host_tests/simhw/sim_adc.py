@@ -19,6 +19,7 @@
 # - Noise: about 25 LSB (battery-and-printer.md). Modelled as 25 LSB peak-to-peak, the sum of three
 #   uniform draws (bell-shaped, hard-bounded to +/-12.5 LSB), in 12-bit LSBs of the saturation range.
 import sim_board
+from sim_rng import Rng
 
 _CAL_BAND_MV = {
     "esp32": (23, 30, 40, 60),
@@ -33,27 +34,6 @@ _RANGES = (
 )
 _NOISE_PP_LSB = 25.0
 _VREF_SPREAD = 0.09  # 1000-1200 mV around 1100 mV
-
-
-class _Rng:
-    """xorshift32: deterministic per board seed and pin, identical on CPython and the unix port."""
-
-    def __init__(self, seed):
-        s = (seed * 2654435761 + 12345) & 0xFFFFFFFF
-        self.s = s if s else 0x9E3779B9
-        for _ in range(4):
-            self.next()
-
-    def next(self):
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        self.s = s
-        return s
-
-    def uniform(self, lo, hi):
-        return lo + (hi - lo) * (self.next() / 4294967296.0)
 
 
 def _pin_id(pin):
@@ -100,12 +80,12 @@ class ADC:
             mcu = prof.get("mcu", "esp32")
         self._bands = _CAL_BAND_MV.get(mcu, _CAL_BAND_MV["esp32"])
         seed = getattr(board, "seed", 1)
-        unit = _Rng(seed * 131 + self._id)
+        unit = Rng(seed * 131 + self._id, add=12345, zero=0x9E3779B9, warmup=4)
         # Per-unit calibrated residual: offset in +/-band/2, gain error so that the total stays in band.
         self._off_frac = unit.uniform(-0.5, 0.5)
         self._gain_frac = unit.uniform(-0.5, 0.5)
         self._vref = 1.0 + unit.uniform(-_VREF_SPREAD, _VREF_SPREAD)
-        self._noise = _Rng(seed * 7919 + self._id * 31 + 1)
+        self._noise = Rng(seed * 7919 + self._id * 31 + 1, add=12345, zero=0x9E3779B9, warmup=4)
         self._width_bits = 12
         self._atten = 3
         self.init(atten=atten)

@@ -18,6 +18,8 @@
 # - Charger: constant current `charge_a` until 4.2 V per cell, then constant voltage (current tapers).
 import math
 
+from sim_rng import Rng
+
 Q_AH = 5.0415  # usable charge of the trace's duty cycle (fit)
 TAU1_S = 5.0
 TAU2_S = 60.0
@@ -142,19 +144,6 @@ def ntc_volts(temp_c):
     return NTC_VCC * r / (r + NTC_PULLUP)
 
 
-class _Rng:
-    def __init__(self, seed):
-        self.s = (seed * 2246822519 + 7) & 0xFFFFFFFF or 1
-
-    def uniform(self, lo, hi):
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        self.s = s
-        return lo + (hi - lo) * (s / 4294967296.0)
-
-
 class PackWiring:
     """The pack on a board: the rail's source, the sense divider into the ADC pin, the thermistor,
     and the charger-present input. The divider carries a per-unit ratio error of up to +/-1.5 %
@@ -166,7 +155,7 @@ class PackWiring:
         prof = board.profile
         pins = prof["pins"]
         if divider_error is None:
-            divider_error = _Rng(getattr(board, "seed", 1) + 17).uniform(-0.015, 0.015)
+            divider_error = Rng(getattr(board, "seed", 1) + 17, mult=2246822519, add=7).uniform(-0.015, 0.015)
         self.ratio = prof["battery"]["divider_ratio"] * (1.0 + divider_error)
         self.sense_fault = None  # None, "open" (pin pulled to 0 V) or "short" (pin at the pack)
         board.power.set_source(battery)

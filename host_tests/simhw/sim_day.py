@@ -17,6 +17,7 @@ import sim_flash
 import sim_host
 import sim_power
 import sim_printer
+from sim_rng import Rng
 
 _MPY = sys.implementation.name == "micropython"
 
@@ -60,35 +61,6 @@ _STATE_CODES = ("", "OK", "LOW", "CRITICAL", "SHUTDOWN", "FAULT")
 _DUP = (b"DUPLICATE", b"\xd6\xd8\xd3\xa1\xb8\xb1\xb1\xbe")  # 重印副本
 _VOID = (b"VOID", b"\xd7\xf7\xb7\xcf")  # 作废
 _PAID = (b"Paid by", b"\xd6\xa7\xb8\xb6\xb7\xbd\xca\xbd")  # 支付方式
-
-
-class Rng:
-    """xorshift32: the same sequence on CPython and MicroPython (their `random` modules differ)."""
-
-    def __init__(self, seed):
-        self.s = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
-
-    def u32(self):
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        self.s = s
-        return s
-
-    def random(self):
-        return self.u32() / 4294967296.0
-
-    def uniform(self, lo, hi):
-        return lo + (hi - lo) * self.random()
-
-    def randint(self, lo, hi):
-        return lo + self.u32() % (hi - lo + 1)
-
-    def expo(self, mean):
-        import math
-
-        return -mean * math.log(1.0 - self.random())
 
 
 class Connector:

@@ -13,6 +13,7 @@ import sys
 
 import sim_clock
 import sim_power
+from sim_rng import Rng  # noqa: F401  (sim_flash.Rng: the harnesses' random source)
 
 SECTOR = 4096  # erase unit (storage.md)
 PAGE = 256  # program unit (storage.md)
@@ -42,27 +43,6 @@ _FF = b"\xff" * SECTOR
 
 class NorViolation(OSError):
     """The firmware tried to program a 0 bit back to 1 (only an erase can do that)."""
-
-
-class Rng:
-    """xorshift32: the same sequence on CPython and MicroPython for a given seed."""
-
-    def __init__(self, seed):
-        self.s = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
-
-    def next(self):
-        x = self.s
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self.s = x
-        return x
-
-    def byte(self):
-        return self.next() & 0xFF
-
-    def below(self, n):
-        return self.next() % n
 
 
 class NorFlash:

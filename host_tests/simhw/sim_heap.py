@@ -25,6 +25,7 @@ SIM_MODULES = (
     "sim_battery",
     "sim_printer",
     "sim_host",
+    "sim_rng",
     "machine",
     "esp32",
     "asyncio",

@@ -287,14 +287,8 @@ def _switch_script(p: Plan) -> str:
     return (
         "import os\n"
         f"S = {STAGING!r}\n"
-        "def mk(d):\n"
-        "    p = ''\n"
-        "    for part in d.split('/'):\n"
-        "        p = part if not p else p + '/' + part\n"
-        "        try:\n"
-        "            os.mkdir(p)\n"
-        "        except OSError:\n"
-        "            pass\n"
+        + _MKDIR_P
+        +
         f"for d in {moves!r}:\n"
         "    if '/' in d:\n"
         "        mk(d[:d.rfind('/')])\n"
@@ -309,6 +303,17 @@ def _switch_script(p: Plan) -> str:
     )
 
 
+# Device-side helpers spliced into the scripts deploy runs on the board (MicroPython has no makedirs).
+_MKDIR_P = (
+    "def mk(d):\n"
+    "    p = ''\n"
+    "    for part in d.split('/'):\n"
+    "        p = part if not p else p + '/' + part\n"
+    "        try:\n"
+    "            os.mkdir(p)\n"
+    "        except OSError:\n"
+    "            pass\n"
+)
 _RMTREE = (
     "def rmtree(d):\n"
     "    try:\n"
@@ -329,14 +334,9 @@ def _prepare_staging_script(p: Plan) -> str:
     dirs = sorted({STAGING + "/" + a.dest.rsplit("/", 1)[0] for a in p.copy if "/" in a.dest})
     return (
         "import os\n" + _RMTREE + f"rmtree({STAGING!r})\n"  # what a failed deploy left
-        f"for d in {[STAGING] + dirs!r}:\n"
-        "    p = ''\n"
-        "    for part in d.split('/'):\n"
-        "        p = part if not p else p + '/' + part\n"
-        "        try:\n"
-        "            os.mkdir(p)\n"
-        "        except OSError:\n"
-        "            pass\n"
+        + _MKDIR_P
+        + f"for d in {[STAGING] + dirs!r}:\n"
+        "    mk(d)\n"
     )
 
 
