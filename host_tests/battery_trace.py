@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 from functools import lru_cache
-from pathlib import Path
 
-TRACE = Path("/work/shared/data/battery_fresh_25c.csv")
+from posguard_tools import traces
+
+TRACE = traces.FRESH_25C
 
 
 @lru_cache(maxsize=1)
 def load() -> dict[str, list[float]]:
     cols: dict[str, list[float]] = {"t_s": [], "i_a": [], "v_cell": [], "temp_c": [], "soc_usable": [], "printing": []}
-    with TRACE.open() as f:
+    with traces.open_text(TRACE) as f:
         for row in csv.DictReader(f):
             for k, v in cols.items():
                 v.append(float(row[k]))

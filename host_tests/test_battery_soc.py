@@ -8,7 +8,7 @@ from posguard import soc
 
 
 def test_nmc_table_matches_the_reference_points() -> None:
-    # shared/reference/battery-and-printer.md, Chen2020 NMC811 at 25 C
+    # docs/reference/battery-and-printer.md, Chen2020 NMC811 at 25 C
     for pct, v in ((100, 4.200), (90, 4.097), (50, 3.751), (20, 3.485), (5, 3.109), (0, 2.500)):
         assert soc.soc_to_ocv(pct, "NMC") == pytest.approx(v)
         assert soc.ocv_to_soc(v, "NMC") == pytest.approx(pct)

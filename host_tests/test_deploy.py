@@ -16,7 +16,7 @@ from test_vboard import Vboard, start_vboard, stop_vboard
 
 from posguard_tools import deploy, paths
 
-UNIX_PORT_MPY = 2822  # what the unix port reports (shared/reference/micropython-runtime.md)
+UNIX_PORT_MPY = 2822  # what the unix port reports (docs/reference/micropython-runtime.md)
 
 
 def _posguard(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

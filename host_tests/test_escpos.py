@@ -1,5 +1,5 @@
 """Golden bytes for every command the encoder emits: python-escpos 3.1's Dummy printer where it has the
-command, the byte layouts of shared/reference/escpos.md where it does not; the GB18030 path against
+command, the byte layouts of docs/reference/escpos.md where it does not; the GB18030 path against
 CPython's codec."""
 
 from __future__ import annotations

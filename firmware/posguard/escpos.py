@@ -1,5 +1,5 @@
 # ESC/POS encoder: turns one receipt line at a time into printer bytes in a preallocated buffer.
-# Command bytes from shared/reference/escpos.md. Text never carries a control byte to the printer:
+# Command bytes from docs/reference/escpos.md. Text never carries a control byte to the printer:
 # C0/C1 controls and DEL print as "?", so an item name holding 1B / 1D / 10 04 is printed, not obeyed.
 from micropython import const
 

@@ -20,7 +20,7 @@ def pin_out(pin_id, value=0):
 
 def adc(pin_id):
     """ADC at 11 dB, set explicitly: creating an ADC without atten= resets it to 11 dB anyway
-    (shared/reference/battery-and-printer.md), so saying it keeps the intent visible."""
+    (docs/reference/battery-and-printer.md), so saying it keeps the intent visible."""
     if pin_id is None:
         return None
     return machine.ADC(machine.Pin(pin_id), atten=machine.ADC.ATTN_11DB)

@@ -2,7 +2,7 @@
 # through the block protocol (readblocks / writeblocks(n, buf, offset) / ioctl), so the same code runs
 # on esp32.Partition and on the simulated NOR flash.
 #
-# Sector layout (4 KiB erase unit, 256-byte pages; shared/reference/storage.md):
+# Sector layout (4 KiB erase unit, 256-byte pages; docs/reference/storage.md):
 #   page 0   T_ERASED header: written right after a verified erase (erase count, format generation)
 #   page 1   T_CHECKPOINT: written when the sector becomes the active one; lists every unfinished sale
 #   page 2.. one record per page, appended in order

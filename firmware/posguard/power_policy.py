@@ -132,7 +132,7 @@ class LoadModel:
 def predict_min_cell_v(ocv_cell, v_rc, r0, soc_ref, cap_ah, amps, t_s, chemistry, peak_a=None):
     """Lowest per-cell voltage at the end of t_s seconds of a receipt drawing `amps` on average and
     `peak_a` (default: amps) while the head strobes: OCV after the charge drawn, minus the relaxation
-    branch grown toward amps*R1, minus peak_a*R0 (shared/reference: V = OCV - I*R0 - V_RC)."""
+    branch grown toward amps*R1, minus peak_a*R0 (docs/reference/battery-and-printer.md: V = OCV - I*R0 - V_RC)."""
     if peak_a is None:
         peak_a = amps
     a = math.exp(-t_s / soc.TAU_RC_S)

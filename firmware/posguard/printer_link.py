@@ -1,7 +1,7 @@
 # Printer transport: bytes to the UART without ever freezing the firmware.
 #
 # The ESP32's UART.write() blocks without releasing the interpreter while its TX buffer is full, and a
-# printer holding BUSY (paper out) never drains it (shared/reference/escpos.md). So every write here is
+# printer holding BUSY (paper out) never drains it (docs/reference/escpos.md). So every write here is
 # a chunk no larger than the printer's BUSY margin, written only when the previous chunk has left
 # (txdone), and every wait is an `await` with a deadline: a stuck printer stalls the job, not the board.
 # Flow modes (profile printer.flow):

@@ -1,4 +1,4 @@
-# The printer's RX stream, split by pattern (shared/reference/escpos.md): XON 0x11 / XOFF 0x13,
+# The printer's RX stream, split by pattern (docs/reference/escpos.md): XON 0x11 / XOFF 0x13,
 # DLE EOT replies 0xx1xx10, ASB first byte 0xx1xx00 (+3 bytes), GS r replies 0xx0xxxx; anything else
 # is garbage, counted and dropped. Status bits decode into one dict the app and the job runner share.
 from micropython import const

@@ -17,7 +17,7 @@ import struct
 
 from micropython import const
 
-PAGE = const(256)  # one page program (shared/reference/storage.md)
+PAGE = const(256)  # one page program (docs/reference/storage.md)
 HDR = const(16)
 CRC = const(4)
 MAX_PAYLOAD = const(236)  # PAGE - HDR - CRC

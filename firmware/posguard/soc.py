@@ -6,7 +6,7 @@ import math
 from micropython import const
 
 # OCV per cell vs state of charge at 25 C, NMC811 (Chen2020 / LG M50, PyBaMM equilibrium curve;
-# shared/reference/battery-and-printer.md). SoC in %, ascending.
+# docs/reference/battery-and-printer.md). SoC in %, ascending.
 _NMC_SOC = (0.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 100.0)
 _NMC_V = (2.500, 3.109, 3.296, 3.485, 3.581, 3.667, 3.751, 3.841, 3.948, 4.042, 4.097, 4.124, 4.200)
 # LFP: flat, 0.3-4 mV per % from 20 to 90 % (battery-and-printer.md); the knees are a typical LFP

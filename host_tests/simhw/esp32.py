@@ -7,7 +7,7 @@ import sim_flash
 WAKEUP_ALL_LOW = False
 WAKEUP_ANY_HIGH = True
 
-_NATIVE_BLOCK = 4096  # the ESP32 flash erase unit (shared/reference/storage.md)
+_NATIVE_BLOCK = 4096  # the ESP32 flash erase unit (docs/reference/storage.md)
 _APP_LABEL = "factory"
 _APP_SIZE = 0x1F0000  # MicroPython's stock ESP32 app partition size
 _FIRST_ADDR = 0x9000  # partitions follow the partition table (0x8000) in the stock layout

@@ -8,7 +8,7 @@
 # - Attenuation ranges: linear 100-950 / 100-1250 / 150-1750 / 150-2450 mV at 0 / 2.5 / 6 / 11 dB
 #   (MicroPython esp32 quickref, "ADC (analog to digital conversion)"); the raw code saturates at about
 #   1.1 / 1.5 / 2.2 / 3.1 V (ESP-IDF v4.4 ADC guide, attenuation table; 11 dB reads 4095 from ~3.1 V).
-#   Outside the linear range the ESP32 ADC is strongly non-linear (shared/reference/battery-and-printer.md):
+#   Outside the linear range the ESP32 ADC is strongly non-linear (docs/reference/battery-and-printer.md):
 #   the transfer is compressed there (slope 1/2 above, quadratic toward 0 below).
 # - read_uv() applies the factory calibration; what is left is a per-unit error inside the documented
 #   worst case: ESP32 +/-23/30/40/60 mV, ESP32-S3 +/-5/6/10/50 mV at 0/2.5/6/11 dB (battery-and-printer.md).

@@ -6,7 +6,7 @@
 # step(dt_s, amps). Discharge current is positive; a charger adds charge_a into the pack.
 #
 # Sources of the numbers:
-# - Tables, Q, tau1, tau2: least-squares fit to shared/data/battery_fresh_25c.csv (Chen2020 LG M50,
+# - Tables, Q, tau1, tau2: least-squares fit to tools/posguard_tools/traces/battery_fresh_25c.csv.gz (Chen2020 LG M50,
 #   PyBaMM SPMe, 25 C, 20 mOhm wiring) by tools/posguard_tools/battery_fit.py; terminal-voltage RMS
 #   error of the fit ~1.1 mV (host_tests/test_battery_model.py re-runs the whole trace and prints it).
 #   The OCV column agrees with the reference's equilibrium curve (50 % usable: 3.747 V vs 3.751 V).

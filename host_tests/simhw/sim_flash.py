@@ -1,5 +1,5 @@
 # Simulated SPI NOR flash (MicroPython subset; never deployed). Models what a power-fail-safe journal
-# has to survive, with the numbers of shared/reference/storage.md (Winbond W25Q32JV/W25Q64JV):
+# has to survive, with the numbers of docs/reference/storage.md (Winbond W25Q32JV/W25Q64JV):
 #   - erase sets a whole 4 KiB sector to 0xFF; program can only clear bits (1 -> 0);
 #   - a program is split into 256-byte page programs (a page program wraps inside its page on the chip,
 #     ESP-IDF's esp_flash_write splits at page boundaries, so we split the same way);
@@ -18,7 +18,7 @@ from sim_rng import Rng  # noqa: F401  (sim_flash.Rng: the harnesses' random sou
 SECTOR = 4096  # erase unit (storage.md)
 PAGE = 256  # program unit (storage.md)
 
-# Operation durations in microseconds (shared/reference/storage.md, W25Q64JV datasheet).
+# Operation durations in microseconds (docs/reference/storage.md, W25Q64JV datasheet).
 PROGRAM_US = {"typ": 400, "max": 3000}
 ERASE_US = {"typ": 45000, "max": 400000}
 

@@ -1,5 +1,5 @@
 # Heap accounting for the unix port. An ESP32 without PSRAM gives the firmware about 110 KB of free
-# heap (shared/reference/micropython-runtime.md); in the unix port the simulated hardware lives in the
+# heap (docs/reference/micropython-runtime.md); in the unix port the simulated hardware lives in the
 # same heap, which a board does not carry. So the VM starts with room for both, the simulator's modules
 # load first, and a ballast pins everything above the firmware's budget: from then on the firmware (and
 # whatever the simulator allocates while running, which makes the bound stricter, never looser) has

@@ -1,7 +1,7 @@
 # The simulated board's power: a source (ideal bench supply, or the battery model) feeding named loads.
 # All load currents are pack-side amps. When the rail falls under the profile's brownout level the
 # board resets (ESP32 brownout detector: flash and RF power are cut, an in-progress program or erase
-# is aborted; shared/reference/storage.md), modelled by raising PowerLoss into whatever ran.
+# is aborted; docs/reference/storage.md), modelled by raising PowerLoss into whatever ran.
 
 # Resets are SystemExit subclasses on purpose: firmware's `except Exception` never swallows them, and
 # both asyncio implementations let them through a task to the runner (CPython keeps plain

@@ -3,7 +3,7 @@
 # Receive path (what the wire delivers, in order):
 # - a receive buffer of a model's size; bytes arriving with 0 free are DROPPED and counted (`dropped`:
 #   any test that sees it non-zero has found an overflow). BUSY (driven onto the board's busy pin) and
-#   XOFF/XON follow the free space with hysteresis (shared/reference/escpos.md: busy at 16-20 free on a
+#   XOFF/XON follow the free space with hysteresis (docs/reference/escpos.md: busy at 16-20 free on a
 #   45-72 byte buffer; released at twice that, as the 4 KB example busy at 128 / released at 256).
 # - real-time DLE EOT n is answered the moment it arrives, wherever it is (also inside QR data).
 # Mechanism (the parser runs only when the head is idle, so bytes wait in the buffer while a line prints):

@@ -268,7 +268,7 @@ def save_flash():
         os.rename(p + ".tmp", p)
 
 
-_ERASED = b"\xff" * 4096  # one erased sector (shared/reference/storage.md: erase sets bits to 1)
+_ERASED = b"\xff" * 4096  # one erased sector (docs/reference/storage.md: erase sets bits to 1)
 
 
 # -- the POS host at the far end of the host-link UART ----------------------------------------------

@@ -1,7 +1,7 @@
 """Fit the simulator's equivalent-circuit cell model to a recorded discharge trace.
 
 Provenance of the numbers in host_tests/simhw/sim_battery.py: `python -m posguard_tools.battery_fit`
-over /work/shared/data/battery_fresh_25c.csv (Chen2020 LG M50 cell, PyBaMM SPMe, 25 C). For fixed RC time
+over tools/posguard_tools/traces/battery_fresh_25c.csv.gz (Chen2020 LG M50 cell, PyBaMM SPMe, 25 C). For fixed RC time
 constants the terminal voltage is linear in the OCV table and in R0/R1/R2 (piecewise linear in SoC), so
 each (tau1, tau2) pair is one linear least-squares solve; the pair with the least RMS error wins.
 """
@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-TRACE = Path("/work/shared/data/battery_fresh_25c.csv")
+from posguard_tools import traces
+
+TRACE = traces.FRESH_25C
 # Depth of discharge (share of the trace's charge drawn) at which the tables have nodes: denser where
 # the OCV curve bends (near full and near empty).
 OCV_DOD = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75,
@@ -29,7 +31,7 @@ Arr = npt.NDArray[np.float64]
 
 def load_trace(path: Path) -> tuple[Arr, Arr, Arr]:
     t, i, v = [], [], []
-    with path.open() as f:
+    with traces.open_text(path) as f:
         for row in csv.DictReader(f):
             t.append(float(row["t_s"]))
             i.append(float(row["i_a"]))

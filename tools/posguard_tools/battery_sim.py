@@ -18,7 +18,7 @@ from typing import Any
 
 from posguard_tools import paths
 
-RECEIPT_EVERY_S = 90  # the reference duty cycle: a receipt every 90 s (shared/data/README.md)
+RECEIPT_EVERY_S = 90  # the reference duty cycle: a receipt every 90 s (tools/posguard_tools/traces/README.md)
 MONITOR_PERIOD_S = 1
 
 

@@ -1,6 +1,6 @@
 """Benchmark of the sale journal against the usual alternative (a JSON state file on littlefs).
 
-Measured on the simulated NOR flash (shared/reference/storage.md timing: page program 0.4 ms typ / 3 ms
+Measured on the simulated NOR flash (docs/reference/storage.md timing: page program 0.4 ms typ / 3 ms
 max, sector erase 45 ms typ / 400 ms max) for the same sale lifecycle:
 - page programs and erases per committed state change (mean, max), commit path and housekeeping;
 - modelled worst-case commit time (datasheet maxima);
@@ -21,7 +21,7 @@ from littlefs import LittleFS, UserContext
 
 from posguard_tools import paths
 
-PROGRAM_MAX_MS = 3.0  # worst-case page program (shared/reference/storage.md, W25Q64JV)
+PROGRAM_MAX_MS = 3.0  # worst-case page program (docs/reference/storage.md, W25Q64JV)
 ERASE_MAX_MS = 400.0  # worst-case 4 KiB sector erase (same source)
 SECTORS = 16  # the devkit-1s journal partition: 64 KiB
 SOAK_CUTS = 10000

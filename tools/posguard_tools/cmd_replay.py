@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from posguard_tools import paths
+from posguard_tools import paths, traces
 
 HELP = "replay a battery trace (CSV) through the firmware's SoC estimator and power policy"
 
@@ -180,7 +180,9 @@ def replay(profile: dict[str, Any], rows: Iterable[list[str]], cols: list[str], 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--board", required=True, help="board profile name (boards/NAME.json) or a path")
-    parser.add_argument("--trace", required=True, type=Path, help="CSV with t_s, v_cell[, printing, i_a, temp_c]")
+    parser.add_argument("--trace", required=True, type=str,
+                        help="a reference trace name (fresh_25c, aged85_5c, ...) or a CSV (.csv or .csv.gz) "
+                        "with t_s, v_cell[, printing, i_a, temp_c]")
     parser.add_argument("--cells", type=int, help="cells in series of the traced pack (default: the profile's; the "
                         "divider, brownout level and margin scale with it)")
     parser.add_argument("--cutoff-v-cell", type=float, help="brownout level per cell (default: the profile's)")
@@ -201,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         prof = load_profile(args.board)
         stats: dict[str, int] = {}
-        with args.trace.open(newline="") as f:
+        with traces.open_text(args.trace) as f:
             cols, rows = read_rows(f)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             tmp = args.out.with_suffix(args.out.suffix + ".tmp")

@@ -45,7 +45,7 @@ MPY_ARCHES = {  # mpy-cross -march names -> MP_NATIVE_ARCH_* numbers (py/persist
     "rv64imc": 12,
 }
 ARCH_NAMES = {v: k for k, v in MPY_ARCHES.items()}
-DEFAULT_MARCH = "xtensawin"  # ESP32, ESP32-S2, ESP32-S3 (shared/reference/micropython-runtime.md)
+DEFAULT_MARCH = "xtensawin"  # ESP32, ESP32-S2, ESP32-S3 (docs/reference/micropython-runtime.md)
 _MPREMOTE_TIMEOUT_S = 120  # a whole copy of the firmware over 115200 baud fits with room
 PROBE_TIMEOUT_S = 20.0  # mpremote blocks forever on a silent pty: the probe gives up after this
 # Live files are switched in this order: the package first, the entry points last, so a reset in the

@@ -1,6 +1,6 @@
 """Generate firmware/posguard/data/gb18030.bin: the Unicode -> GB18030 two-byte table the firmware reads.
 
-MicroPython has no GB18030 codec (shared/reference/escpos.md), so the board looks characters up in this
+MicroPython has no GB18030 codec (docs/reference/escpos.md), so the board looks characters up in this
 file with seek/readinto and never loads it whole. It is generated from CPython's own codec, committed,
 and `make test` regenerates it and compares byte for byte (host_tests/test_escpos_gbtable.py).
 

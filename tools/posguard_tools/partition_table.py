@@ -33,7 +33,7 @@ SUBTYPE_FAT = 0x81
 # ESP-IDF leaves data subtypes 0x40-0xFE to applications; the simulated esp32.Partition of the journal
 # uses 0x40 too (host_tests/simhw/sim_flash.py), so the board and the simulator agree.
 SUBTYPE_JOURNAL = 0x40
-ALIGN_DATA = 0x1000  # 4 KiB erase sector (shared/reference/storage.md)
+ALIGN_DATA = 0x1000  # 4 KiB erase sector (docs/reference/storage.md)
 ALIGN_APP = 0x10000
 MIN_VFS = 0x40000  # littlefs needs room for the deployed firmware (~100 KB) plus wear levelling
 

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posguard_tools import cmd_replay
+from posguard_tools import cmd_replay, traces
 
-TRACE = Path("/work/shared/data/battery_fresh_25c.csv")
+TRACE = traces.FRESH_25C
 
 
 def load_trace(path: Path = TRACE) -> dict[str, list[float]]:
     cols: dict[str, list[float]] = {k: [] for k in ("t_s", "i_a", "v_cell", "temp_c", "soc_usable", "printing")}
-    with path.open() as f:
+    with traces.open_text(path) as f:
         for row in csv.DictReader(f):
             for k, v in cols.items():
                 v.append(float(row[k]))

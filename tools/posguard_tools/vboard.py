@@ -4,7 +4,7 @@ The unix port of MicroPython has a real REPL (friendly, raw and raw-paste) but a
 ends the process. The bridge owns the pseudo-terminal the user connects to, runs `micropython` on a
 second pseudo-terminal with the board's filesystem directory as its working directory, relays bytes,
 and when the VM exits it prints `MPY: soft reboot`, starts a fresh VM and, if the raw REPL was active,
-re-enters it with `\\r\\x01` (shared/reference/micropython-runtime.md) — what a board does on a soft reset.
+re-enters it with `\\r\\x01` (docs/reference/micropython-runtime.md) — what a board does on a soft reset.
 
 Input gate. The unix port switches its terminal between "executing" (canonical, ISIG) and "REPL
 reading" (raw) with TCSAFLUSH, which throws away input that arrived early. mpremote sends `\\r\\x03` and
