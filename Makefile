@@ -10,11 +10,14 @@ BOARD ?= devkit-1s
 PORT ?=
 # Options for `make sim`, e.g. make sim SIM_ARGS="--hours 8 --aged --temp 0"
 SIM_ARGS ?=
+# Options for `make test`, e.g. make test CHECK_ARGS="--fast -- host_tests/test_journal.py"
+CHECK_ARGS ?=
 
 .PHONY: cjk-font help setup test bench sim deploy repl provision vboard clean need-port
 
 help:
 	@echo "make test        everything CI checks (ruff, mypy, MicroPython gate, pytest on CPython + unix port)"
+	@echo "                 CHECK_ARGS=\"--fast -- host_tests/test_x.py\" for a quick subset"
 	@echo "make sim         a trading day on a virtual board; report and plots in out/"
 	@echo "make bench       benchmark figures (tables + out/bench.json)"
 	@echo "make setup       only build .venv with the pinned dependencies"
@@ -47,7 +50,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: setup
-	$(PY) -m posguard_tools.check
+	$(PY) -m posguard_tools.check $(CHECK_ARGS)
 
 bench: setup
 	$(POSGUARD) bench

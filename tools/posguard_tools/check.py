@@ -1,46 +1,66 @@
 """What `make test` runs: every gate CI checks, each to the end, then one summary a person can read.
 
-    python -m posguard_tools.check [--fast] [PYTEST ARGS...]
+    python -m posguard_tools.check [--fast] [--skip STAGE] [-- PYTEST ARGS...]
 
 Stages: ruff (everything), mypy (host code), the MicroPython gate (mpy-cross -march=xtensawin over every
 firmware file, then every firmware module imported on the unix port with the ESP32's heap), pytest under
 CPython, which also drives the MicroPython suite (host_tests/mpy) on the unix port.
+Each tool's result is read from its machine-readable output (ruff JSON, mypy's exit status and error
+lines, pytest's JUnit XML), never scraped from text meant for people.
 """
 
 from __future__ import annotations
 
-import re
+import argparse
+import json
 import subprocess
 import sys
+import tempfile
 import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
 
 from posguard_tools import mpgate, paths
 
 MYPY_TARGETS = ["tools/posguard_tools", "host_tests"]
+STAGES = ("ruff", "mypy", "gate", "pytest")
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
 
 
-def _run(cmd: list[str]) -> tuple[int, str]:
-    print("$ " + " ".join(cmd), flush=True)
-    r = subprocess.run(cmd, cwd=paths.ROOT, capture_output=True, text=True)
-    out = (r.stdout or "") + (r.stderr or "")
-    print(out.rstrip(), flush=True)
-    return r.returncode, out
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    console.print("$ " + " ".join(cmd), markup=False)
+    return subprocess.run(cmd, cwd=paths.ROOT, capture_output=True, text=True)
 
 
-def stage_ruff() -> tuple[bool, str]:
-    rc, out = _run([paths.venv_bin("ruff"), "check", "."])
-    m = re.search(r"Found (\d+) error", out)
-    return rc == 0, "clean" if rc == 0 else f"{m.group(1) if m else 'some'} findings"
+def stage_ruff(_: argparse.Namespace) -> tuple[bool, str]:
+    r = _run([paths.venv_bin("ruff"), "check", "--output-format", "json", "."])
+    try:
+        findings = json.loads(r.stdout or "[]")
+    except ValueError:
+        print(r.stdout + r.stderr)
+        return False, "ruff did not run: " + (r.stderr.strip().splitlines() or ["no output"])[-1]
+    for f in findings:
+        loc = f.get("location") or {}
+        print(f"  {f['filename']}:{loc.get('row')}:{loc.get('column')}: {f['code']} {f['message']}")
+    return r.returncode == 0 and not findings, "clean" if not findings else f"{len(findings)} findings"
 
 
-def stage_mypy() -> tuple[bool, str]:
-    rc, out = _run([paths.venv_bin("mypy"), *MYPY_TARGETS])
-    last = out.strip().splitlines()[-1] if out.strip() else ""
-    return rc == 0, last
+def stage_mypy(_: argparse.Namespace) -> tuple[bool, str]:
+    r = _run([paths.venv_bin("mypy"), "--no-error-summary", "--no-pretty", *MYPY_TARGETS])
+    errors = [ln for ln in r.stdout.splitlines() if ": error:" in ln]
+    for ln in r.stdout.splitlines() + r.stderr.splitlines():
+        print("  " + ln)
+    if r.returncode == 0:
+        return True, "no issues in " + " ".join(MYPY_TARGETS)
+    return False, f"{len(errors)} errors" if errors else "mypy failed: " + (r.stderr.strip() or "see above")
 
 
-def stage_gate() -> tuple[bool, str]:
-    print("$ python -m posguard_tools.mpgate", flush=True)
+def stage_gate(_: argparse.Namespace) -> tuple[bool, str]:
+    console.print("$ python -m posguard_tools.mpgate", markup=False)
     files = mpgate.firmware_files(paths.FIRMWARE)
     cerr = mpgate.compile_errors(paths.FIRMWARE)
     ierr, _costs = mpgate.import_report(paths.FIRMWARE)
@@ -57,41 +77,76 @@ def stage_gate() -> tuple[bool, str]:
     return not (cerr or ierr), text
 
 
-def stage_pytest(extra: list[str]) -> tuple[bool, str]:
-    cmd = [sys.executable, "-m", "pytest", *extra]
-    print("$ " + " ".join(cmd), flush=True)
-    # Streamed, not captured: the suite is the long part and its progress is worth seeing.
-    p = subprocess.Popen(cmd, cwd=paths.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert p.stdout is not None
-    tail: list[str] = []
-    for line in p.stdout:
-        sys.stdout.write(line)
-        tail.append(line.rstrip())
-        del tail[:-40]
-    rc = p.wait()
-    by_runtime = [
-        re.sub(r"\s+", " ", ln.strip()) for ln in tail if " passed, " in ln and ("CPython" in ln or "MicroPython" in ln)
+def junit_counts(xml_path: Path) -> dict[str, dict[str, int]]:
+    """Passed/failed/skipped per runtime from pytest's JUnit XML (the runtime is a test property the
+    MicroPython suite sets; everything else ran on CPython)."""
+    out = {rt: {"passed": 0, "failed": 0, "skipped": 0} for rt in ("cpython", "micropython")}
+    for case in ET.parse(xml_path).getroot().iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        rt = "micropython" if props.get("runtime") == "micropython" else "cpython"
+        if case.find("failure") is not None or case.find("error") is not None:
+            out[rt]["failed"] += 1
+        elif case.find("skipped") is not None:
+            out[rt]["skipped"] += 1
+        else:
+            out[rt]["passed"] += 1
+    return out
+
+
+def stage_pytest(args: argparse.Namespace) -> tuple[bool, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / "junit.xml"
+        cmd = [sys.executable, "-m", "pytest", f"--junitxml={xml}", "-o", "junit_family=xunit1",
+               *(["-x"] if args.fast else []), *args.pytest_args]
+        console.print("$ " + " ".join(cmd), markup=False)
+        # Streamed, not captured: the suite is the long part and its progress is worth seeing.
+        rc = subprocess.run(cmd, cwd=paths.ROOT).returncode
+        if not xml.exists():
+            return False, f"pytest exited {rc} without a report"
+        c = junit_counts(xml)
+    parts = [
+        f"CPython {c['cpython']['passed']} passed, {c['cpython']['failed']} failed, {c['cpython']['skipped']} skipped",
+        f"unix port {c['micropython']['passed']} passed, {c['micropython']['failed']} failed",
     ]
-    final = next((ln.strip("= ") for ln in reversed(tail) if re.search(r"\d+ (passed|failed)", ln)), "no result")
-    return rc == 0, "; ".join(by_runtime + [final])
+    return rc == 0, "; ".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m posguard_tools.check", description="every gate CI checks")
+    p.add_argument("--fast", action="store_true", help="stop at the first failing stage and the first failing test")
+    p.add_argument("--skip", action="append", choices=STAGES, default=[], help="leave out a stage (repeatable)")
+    p.add_argument("pytest_args", nargs="*", help="passed to pytest (put them after --)")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    stages: dict[str, Callable[[argparse.Namespace], tuple[bool, str]]] = {
+        "ruff": stage_ruff, "mypy": stage_mypy, "gate": stage_gate, "pytest": stage_pytest,
+    }
     t0 = time.perf_counter()
-    results = []
-    for name, fn in (("ruff", stage_ruff), ("mypy", stage_mypy), ("micropython gate", stage_gate)):
-        print(f"\n=== {name}", flush=True)
-        results.append((name, *fn()))
-    print("\n=== pytest (CPython, and the unix port through host_tests/mpy)", flush=True)
-    results.append(("pytest", *stage_pytest(args)))
-    print("\n" + "=" * 100)
-    print(f"posguard make test summary ({time.perf_counter() - t0:.0f} s)")
+    results: list[tuple[str, bool, str]] = []
+    try:
+        for name, fn in stages.items():
+            if name in args.skip:
+                continue
+            console.rule(name)
+            ok, text = fn(args)
+            results.append((name, ok, text))
+            if args.fast and not ok:
+                break
+    except KeyboardInterrupt:
+        console.print("make test interrupted: nothing was changed", markup=False)
+        return 130
+    table = Table(title=f"posguard make test summary ({time.perf_counter() - t0:.0f} s)", title_justify="left")
+    table.add_column("gate")
+    table.add_column("result")
+    table.add_column("detail", overflow="fold")
     for name, ok, text in results:
-        print(f"  {'PASS' if ok else 'FAIL'}  {name:18s} {text}")
+        table.add_row(name, "[green]PASS[/]" if ok else "[red]FAIL[/]", text)
+    console.print(table)
     bad = [n for n, ok, _ in results if not ok]
-    print("=" * 100)
-    print("ALL GATES PASSED" if not bad else "FAILED: " + ", ".join(bad))
+    console.print("ALL GATES PASSED" if not bad else "FAILED: " + ", ".join(bad), markup=False)
     return 1 if bad else 0
 
 

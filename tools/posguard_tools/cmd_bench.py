@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import posguard_tools
-from posguard_tools import paths
+from posguard_tools import paths, tables
 
 HELP = "run the benchmarks, print their tables and write out/bench.json"
 
@@ -27,16 +27,9 @@ def sections() -> list[str]:
     return sorted(i.name[6:] for i in pkgutil.iter_modules(posguard_tools.__path__) if i.name.startswith("bench_"))
 
 
-def format_table(title: str, rows: list[list[Any]]) -> str:
-    header = ["figure", "measured", "target"]
-    cells = [header] + [[str(c) for c in (list(r) + ["", "", ""])[:3]] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(3)]
-    lines = [title, "-" * len(title)]
-    for n, r in enumerate(cells):
-        lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def format_table(title: str, rows: list[list[Any]], markdown: bool = False) -> str:
+    return tables.render(title, ["figure", "measured", "target"], [(list(r) + ["", "", ""])[:3] for r in rows],
+                         markdown=markdown)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,5 +60,9 @@ def run(args: argparse.Namespace) -> int:
         out = paths.ROOT / out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"figures written to {out}")
+    md = out.with_suffix(".md")  # the same tables as Markdown, to paste into docs/benchmarks.md
+    md.write_text("\n\n".join(
+        format_table(f"{s['title']} ({s['wall_s']} s)", s["rows"], markdown=True)
+        for s in results["sections"].values() if "rows" in s) + "\n")
+    print(f"figures written to {out} (tables as Markdown: {md})")
     return 1 if failed else 0

@@ -1,0 +1,26 @@
+"""Tables for people (terminal) and for docs (Markdown), drawn by one library (rich) everywhere."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+
+def render(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], markdown: bool = False,
+           width: int = 140) -> str:
+    """The table as text: box-drawn for a terminal, or a Markdown table (title as a bold line) for docs."""
+    t = Table(title=None if markdown else title, title_justify="left", box=box.MARKDOWN if markdown else box.SIMPLE)
+    for h in header:
+        t.add_column(str(h), overflow="fold")
+    for r in rows:
+        cells = [("" if c is None else str(c)) for c in list(r)[: len(header)]]
+        t.add_row(*(cells + [""] * (len(header) - len(cells))))
+    buf = io.StringIO()
+    Console(file=buf, width=width, highlight=False, color_system=None).print(t)
+    text = "\n".join(ln.rstrip() for ln in buf.getvalue().splitlines()).strip("\n")
+    return f"**{title}**\n\n{text}" if markdown else text
