@@ -6,9 +6,10 @@ import asyncio
 import time
 
 import machine
+import micropython
 from micropython import const
 
-from posguard import commands, crashlog, hw, printjobs, profile, validate
+from posguard import commands, crashlog, hw, printer_status, printjobs, profile, validate
 from posguard.hostlink import HostLink
 
 _WDT_TIMEOUT_MS = const(8000)  # above the 400 ms worst-case sector erase (storage.md), with room
@@ -28,8 +29,12 @@ _MAINT_STEPS = const(4)  # at most 4 x 400 ms of erase per round (storage.md wor
 _CRASH_WINDOW_MS = const(60000)
 _CRASHES_BEFORE_RESET = const(5)
 
+_SERVICE_HOLD_MS = const(3000)  # the service button must stay held this long after reset
+LOCK_FILE = "production"  # on the board's filesystem: this terminal is locked down (docs/device.md)
+
 current = None  # the running Terminal, for the REPL API (posguard.repl)
 running = False  # True while the asyncio tasks run (the REPL then queues instead of printing itself)
+mode = "dev"  # "production" (locked, trading), "service" (the documented path), "dev" (never locked)
 
 
 class _NoWatchdog:
@@ -129,6 +134,7 @@ class Terminal:
             "uptime_s": time.ticks_diff(time.ticks_ms(), self.started_ms) // 1000,
             "crashes": self.crash.count,
             "last_crash": self.crash.last(),
+            "link": self.link.counters() if self.link is not None else None,
         }
 
     def _on_shutdown(self, reason):
@@ -160,15 +166,23 @@ class Terminal:
         while True:
             n = 0
             while n < _LINES_PER_WAKE:
+                crc = False
                 try:
                     line = link.poll()
                     if line is None:
                         break
-                    reply = self.handle_line(bytes(line))
+                    body, crc = link.unwrap(line)
+                    reply = self.handle_line(bytes(body))
                 except validate.HostError as e:
-                    reply = commands.error_reply(None, e)
+                    reply = commands.error_reply(getattr(e, "seq", None), e)
+                except Exception as e:  # noqa: BLE001 - whatever a line does, the host task answers
+                    # Never the reason for a reset: log it, answer, keep reading (BaseException, e.g.
+                    # a power loss in the simulator, still ends the task).
+                    self.crash.record("host", e)
+                    reply = commands.error_reply(None, validate.HostError(
+                        "INTERNAL", "internal error (logged)", "retry; ask {\"op\":\"sale\"} for the sale's state"))
                 n += 1
-                await link.send(reply)
+                await link.send(reply, crc)
             now = time.ticks_ms()
             if n:
                 last = now
@@ -182,6 +196,10 @@ class Terminal:
             req = validate.validate_line(line, self.lim)
         except validate.HostError as e:
             return commands.error_reply(getattr(e, "seq", None), e)
+        except Exception as e:  # noqa: BLE001 - e.g. RuntimeError/MemoryError inside the parser
+            self.crash.record("host:validate", e)
+            return commands.error_reply(None, validate.HostError("INTERNAL", "internal error (logged)",
+                                                                 "send the request again"))
         try:
             return self.cmds.handle(req)
         except Exception as e:
@@ -210,7 +228,7 @@ class Terminal:
         try:
             await self.drv.start()
         except OSError as e:
-            self.jobs.problem = "offline"
+            self.jobs.problem = printer_status.OFFLINE
             self.crash.record("printer", e)
         await self.jobs.run()
 
@@ -271,15 +289,60 @@ async def run(prof, wrap_monitor=None):
     await Terminal(prof, wrap_monitor).run()
 
 
+def lockdown(on):
+    """Production: Ctrl-C on the USB REPL no longer raises KeyboardInterrupt (micropython.kbd_intr(-1);
+    on ESP32 the byte then goes to stdin, ports/esp32/uart.c:115; docs/reference/micropython-runtime.md)."""
+    micropython.kbd_intr(-1 if on else 3)
+
+
+def locked():
+    """True when the board's filesystem carries the production marker (written by pos.lock())."""
+    try:
+        with open(LOCK_FILE):
+            return True
+    except OSError:
+        return False
+
+
 def service_mode(prof):
-    """The service button held at boot: no terminal tasks and no watchdog, just the REPL."""
+    """The documented service path: the service button held for 3 s from boot (a knock or a button
+    pressed a moment too long does not do it). No terminal tasks and no watchdog, just the REPL."""
     pin = hw.pin_in(prof["pins"]["service"], machine.Pin.PULL_UP)
-    return pin is not None and pin.value() == 0
+    if pin is None or pin.value() != 0:
+        return False
+    t0 = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), t0) < _SERVICE_HOLD_MS:  # bounded: 3 s, before the watchdog
+        if pin.value() != 0:
+            return False
+        time.sleep_ms(50)
+    return True
 
 
 def main(path="board.json", wrap_monitor=None):
-    prof = profile.load(path)
-    if service_mode(prof):
-        print("posguard: service mode (button held at boot). On the REPL: from posguard import repl as pos")
+    global mode
+    if not locked():
+        mode = "dev"  # a development board: Ctrl-C stops main.py as usual
+        prof = profile.load(path)
+        if service_mode(prof):
+            mode = "service"
+            print("posguard: service mode (button held at boot). On the REPL: from posguard import repl as pos")
+            return
+        asyncio.run(run(prof, wrap_monitor))
         return
-    asyncio.run(run(prof, wrap_monitor))
+    # Locked (production): Ctrl-C off (main.py turned it off first thing) and nothing ends in a REPL
+    # that could read the terminal's RAM or flash, except the documented service path.
+    mode = "production"
+    lockdown(True)
+    try:
+        prof = profile.load(path)
+        if service_mode(prof):
+            mode = "service"
+            lockdown(False)
+            print("posguard: service mode (button held at boot). On the REPL: from posguard import repl as pos")
+            return
+        asyncio.run(run(prof, wrap_monitor))
+    except Exception as e:  # noqa: BLE001 - a bug or a bad profile: log it and start again, never a REPL
+        print("posguard: stopped (%s): restarting" % e)
+        crashlog.CrashLog().record("main", e)
+        time.sleep_ms(5000)  # a broken profile boot-loops slowly; service mode needs a valid profile
+        machine.reset()

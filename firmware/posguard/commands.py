@@ -2,13 +2,20 @@
 # error code, a message and what to do. Order inside each operation: refuse (validation, power,
 # printer, journal space) before anything is written; journal the transition; then the side effect
 # (queue the receipt). A failing journal call changes nothing (docs/journal.md).
+import binascii
+import hashlib
+import json
+
 from micropython import const
 
-from posguard import printjobs
+from posguard import printer_status, printjobs
 from posguard.records import JournalError
 from posguard.validate import HostError
 
 _EXPORT_BYTES = const(3072)  # an export reply stays a few KB: the host pages for more
+_ENVELOPE = const(96)  # {"ok": true, "seq": N, "records": [...], "next": N} around the records
+_VOIDED = ("VOIDED", "REVERSAL_PENDING", "REVERSAL_ACKED")
+_PAID_ON = ("PAID", "PRINTING", "PRINTED", "CLOSED")
 _EXPORT_DEFAULT = const(4)
 
 # Journal error code -> (host code, what the cashier should do)
@@ -31,10 +38,29 @@ def _journal_error(e):
     return HostError(code, str(e), todo)
 
 
+def open_digest(items, t):
+    """Digest of an open request's body (items and the app's time), kept in the journaled sale body:
+    the same open again is a retry, different contents under the same id are DUPLICATE_ID. A byte
+    form of our own, so CPython and MicroPython agree (their json.dumps differ)."""
+    h = hashlib.sha256()
+    for it in items:
+        h.update(("%s\x00%d\x00%d\x01" % (it[0], it[1], it[2])).encode())
+    h.update(("t\x00%s" % (t or "")).encode())
+    return binascii.hexlify(h.digest()[:8]).decode()
+
+
+def _duplicate(sid, what):
+    return HostError("DUPLICATE_ID", "sale %d exists with different %s: nothing changed" % (sid, what),
+                     "a new sale needs a new id; a retry must repeat the request unchanged")
+
+
 def error_reply(seq, e):
     r = {"ok": False, "seq": seq, "err": e.code, "msg": e.msg}
     if e.todo:
         r["do"] = e.todo
+    ra = getattr(e, "retry_after_s", None)
+    if ra is not None:
+        r["retry_after_s"] = ra
     state = getattr(e, "state", None)
     if state is not None:
         r["state"] = state
@@ -104,11 +130,10 @@ class Commands:
                 raise HostError("BATTERY_CRITICAL", "battery cannot print a receipt now (%s): no new sales" % why,
                                 "connect the charger; paid receipts print as soon as the battery allows")
         p = self.jobs.problem
-        if p == "paper out":
-            raise HostError("PAPER_OUT", "printer out of paper: no new sales", "load a new paper roll")
         if p:
-            raise HostError("PRINTER_FAULT", "printer problem (%s): no new sales" % p,
-                            "check the printer (cover, paper, cable)")
+            code, todo = printer_status.refusal(p)
+            raise HostError(code, "printer out of paper: no new sales" if code == "PAPER_OUT" else
+                            "printer problem (%s): no new sales" % p, todo)
 
     # -- operations -------------------------------------------------------------------------------
     def _dispatch(self, req):
@@ -122,39 +147,65 @@ class Commands:
         if op == "sale":
             return self._sale_reply(sid)
         if op == "open":
+            digest = open_digest(req["items"], req.get("time"))
             if self._exists(sid):
-                return self._sale_reply(sid)  # idempotent: the sale is there already
+                self._same_open(sid, req["items"], digest)
+                return self._sale_reply(sid)  # idempotent: the same sale is there already
             self._gate_new_sale()
-            body = {"t": req.get("time") or self._now(), "i": [list(it) for it in req["items"]]}
+            body = {"t": req.get("time") or self._now(), "i": [list(it) for it in req["items"]], "h": digest}
+            why = self.jobs.layout_error(body)
+            if why is not None:
+                # Refused before payment: a paid sale whose receipt cannot be printed must never happen.
+                raise HostError("RECEIPT_LAYOUT", "this sale's receipt cannot be laid out on this printer (%s): "
+                                "refused, nothing stored" % why, "shorten the item names or split the sale")
             return {"id": sid, "state": book.open_sale(sid, body)}
         if op == "pay":
             cur = book.state(sid)
+            if cur in _VOIDED:
+                e = HostError("ILLEGAL_TRANSITION", "sale %d was voided: it takes no payment" % sid,
+                              "ring the sale up again under a new id")
+                e.state = cur
+                raise e
             if cur == "OPEN":
                 self._gate_new_sale()
                 if len(self._methods) < 32:
                     self._methods[sid] = req["method"]
+            else:
+                known = self._methods.get(sid)
+                if known is None and cur in _PAID_ON:
+                    known = printjobs.parse_approval(book.sale(sid).get("approval"))[0] or None
+                if known is not None and known != req["method"]:
+                    raise _duplicate(sid, "payment method")
             return {"id": sid, "state": book.request_payment(sid)}
         if op == "approve":
             # Never refused for power or paper: the customer has paid, the journal must know it.
-            method = self._methods.get(sid, "card")
+            method = self._methods.get(sid)
             last4 = req.get("last4") or ""
-            approval = ("%s:%s:%s" % (method, last4, req["auth"])).encode()
+            cur = book.state(sid)
+            if cur in _PAID_ON:
+                m0, l0, a0 = printjobs.parse_approval(book.sale(sid).get("approval"))
+                if a0 and (a0 != req["auth"] or l0 != last4 or (method is not None and m0 != method)):
+                    raise _duplicate(sid, "approval")
+            approval = ("%s:%s:%s" % (method or "card", last4, req["auth"])).encode()
             st = book.payment_approved(sid, approval)
             self._methods.pop(sid, None)
-            if st in ("PAID", "PRINTING") and not self.jobs.queued(sid):
-                # A recovered sale is queued already (as a copy): never queue it a second time.
-                self._queue(printjobs.ORIGINAL, sid, force=True)
+            if st in ("PAID", "PRINTING"):
+                # The journal says a receipt is owed: its job (never refused; a recovered sale's copy
+                # already stands for it).
+                self.jobs.add(printjobs.ORIGINAL, sid)
             return self._sale_reply(sid)
         if op == "decline":
             self._methods.pop(sid, None)
             return {"id": sid, "state": book.payment_declined(sid)}
         if op == "void":
             cur = book.state(sid)
+            if cur == "PAYMENT_PENDING" and not self.jobs.room(printjobs.VOID):
+                raise self._busy("void slips")
             st = book.void(sid, (req.get("reason") or "cancelled").encode())
             self._methods.pop(sid, None)
             if cur == "PAYMENT_PENDING" and st == "REVERSAL_PENDING":
                 # The acquirer may have approved: the customer gets a VOID slip to show.
-                self._queue(printjobs.VOID, sid, force=True)
+                self.jobs.add(printjobs.VOID, sid)
             return {"id": sid, "state": st}
         if op == "ack_reversal":
             return {"id": sid, "state": book.reversal_acked(sid)}
@@ -169,16 +220,29 @@ class Commands:
         except JournalError:
             return False
 
+    def _same_open(self, sid, items, digest):
+        body = self.book.sale(sid).get("body")
+        if body is None:
+            return  # compacted away: nothing left to compare, the id is taken either way
+        stored = body.get("h")
+        if stored is not None:
+            same = stored == digest
+        else:  # journaled before digests: compare the items
+            same = body.get("i") == [list(it) for it in items]
+        if not same:
+            raise _duplicate(sid, "items")
+
+    def _busy(self, what):
+        return HostError("BUSY", "print queue holds the most %s it takes: refused, nothing changed" % what,
+                         "ask again in %d s, when a receipt has printed" % printjobs.RETRY_AFTER_S,
+                         printjobs.RETRY_AFTER_S)
+
     def _sale_reply(self, sid):
         st = self.book.state(sid)
         r = {"id": sid, "state": st}
         if self.jobs.queued(sid):
             r["printing"] = "parked: " + self.jobs.parked if self.jobs.parked else "queued"
         return r
-
-    def _queue(self, kind, sid, force=False):
-        if not self.jobs.add(kind, sid) and not force:
-            raise HostError("QUEUE_FULL", "printer queue full", "wait for the queued receipts to print")
 
     def _reprint(self, sid):
         if sid is None:
@@ -193,9 +257,10 @@ class Commands:
                           "only paid and printed sales have receipts")
             e.state = st
             raise e
-        if self.jobs.problem == "paper out":
+        if self.jobs.problem == printer_status.PAPER_OUT:
             raise HostError("PAPER_OUT", "printer out of paper", "load a new paper roll, then ask again")
-        self._queue(printjobs.DUPLICATE, sid)
+        if not self.jobs.add(printjobs.REPRINT, sid):
+            raise self._busy("reprints")
         return {"id": sid, "state": st, "printing": "queued", "copy": True}
 
     def _export(self, req):
@@ -210,8 +275,10 @@ class Commands:
                    "last4": last4, "auth": auth, "cursor": s.get("close_seq")}
             if reason:
                 rec["reason"] = reason.decode() if isinstance(reason, (bytes, bytearray)) else reason
-            size += len(str(rec))
-            if out and size > _EXPORT_BYTES:
+            # Measured as it goes out: hostlink.send writes json.dumps(reply).encode() (CPython escapes
+            # non-ASCII as \uXXXX, six bytes a character).
+            size += len(json.dumps(rec).encode()) + 2
+            if out and size > _EXPORT_BYTES - _ENVELOPE:
                 nxt = out[-1]["cursor"]  # the rest on the next page
                 break
             out.append(rec)
@@ -230,7 +297,8 @@ class Commands:
                 "fault": mon.fault,
             }
         jobs = self.jobs
-        r["printer"] = {"problem": jobs.problem or None, "queued": jobs.pending(), "parked": jobs.parked or None}
+        r["printer"] = {"problem": jobs.problem or None, "queued": jobs.pending(), "parked": jobs.parked or None,
+                        "owed": jobs.owed()}
         book = self.book
         if book is not None:
             st = book.stats()

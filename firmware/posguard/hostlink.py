@@ -1,8 +1,15 @@
 # Host link framing: JSON lines from the cashier app over a UART. One preallocated line buffer, a hard
 # cap on the line length (an over-long line is dropped up to its newline and answered with an error,
 # never half-parsed), and replies written in chunks so a slow host never stalls the other tasks.
+# Resynchronisation (docs/terminal.md "Framing"): a partial line that sees no new byte for _IDLE_GAP_MS
+# is dropped (a crashed sender's fragment never spoils the next request), an over-long line also ends
+# at such a gap (its newline may have been lost in an RX overflow), and a host that wants protection
+# against spliced lines appends "*" and the CRC-32 of the line (8 hex digits): once one such line
+# arrived, every later line must carry one.
 import asyncio
+import binascii
 import json
+import time
 
 from micropython import const
 
@@ -10,37 +17,59 @@ from posguard.validate import HostError
 
 _NL = const(10)
 _CR = const(13)
+_STAR = const(42)
 _MAX_READS = const(8)  # reads per poll: bounded even when the host floods the line
 _CHUNK = const(128)  # reply bytes per UART write; the ESP32 driver blocks when its TX buffer is full
 _WRITE_DEADLINE_MS = const(2000)
+# A partial line older than this is dropped. A 2 KB line at 9600 baud takes 2.1 s, but it keeps
+# arriving: the gap counts from the last byte read, and the app never pauses inside a line.
+IDLE_GAP_MS = const(1000)
+_CRC_LEN = const(9)  # "*" + 8 hex digits
+
+
+def _hexval(c):
+    if 48 <= c <= 57:
+        return c - 48
+    c |= 0x20
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
 
 
 class HostLink:
-    def __init__(self, uart, line_max):
+    def __init__(self, uart, line_max, now_ms=None):
         self._uart = uart
         self._cap = line_max
-        self._buf = bytearray(line_max + 2)  # the line, its optional CR and the newline
+        self._buf = bytearray(line_max + _CRC_LEN + 2)  # the line, its CRC suffix, CR and newline
         self._mv = memoryview(self._buf)
         self._n = 0  # bytes held
         self._scan = 0  # bytes already searched for a newline
         self._taken = 0  # bytes handed out by the last poll(), dropped on the next
         self._dropping = False  # inside a line longer than the cap
+        self._now = now_ms if now_ms is not None else time.ticks_ms
+        self._last_rx = self._now()
+        self.crc_required = False  # the host opted into per-line CRCs
         self.lines_in = 0
         self.too_long = 0
+        self.fragments = 0  # partial lines dropped at an idle gap
+        self.bad_crc = 0
         self.replies_dropped = 0
+
+    def counters(self):
+        return {"lines": self.lines_in, "too_long": self.too_long, "fragments": self.fragments,
+                "bad_crc": self.bad_crc, "crc": self.crc_required, "replies_dropped": self.replies_dropped}
 
     def poll(self):
         """One complete line as a memoryview (valid until the next poll), or None if none is complete.
-        Raises HostError LINE_TOO_LONG once the newline of an over-long line has arrived."""
+        Raises HostError LINE_TOO_LONG once the newline of an over-long line has arrived (or the line
+        ended at an idle gap)."""
         buf = self._buf
         mv = self._mv
         if self._taken:
-            rest = self._n - self._taken
-            if rest:
-                mv[0:rest] = mv[self._taken : self._n]
-            self._n = rest
-            self._scan = 0
+            self._consume(self._taken)
             self._taken = 0
+        cap = self._cap + _CRC_LEN
+        got_any = False
         for k in range(_MAX_READS + 1):
             i = buf.find(b"\n", self._scan, self._n)
             while i >= 0:
@@ -48,7 +77,7 @@ class HostLink:
                 end = i
                 if end > 0 and buf[end - 1] == _CR:
                     end -= 1
-                if self._dropping or end > self._cap:
+                if self._dropping or end > cap:
                     self._dropping = False
                     self._consume(i + 1)
                     self.too_long += 1
@@ -68,11 +97,25 @@ class HostLink:
                 self._n = 0
                 self._scan = 0
             if k == _MAX_READS or not self._uart.any():
-                return None
+                break
             got = self._uart.readinto(mv[self._n :])
             if not got:
-                return None
+                break
             self._n += got
+            got_any = True
+        now = self._now()
+        if got_any:
+            self._last_rx = now
+        elif (self._n or self._dropping) and time.ticks_diff(now, self._last_rx) > IDLE_GAP_MS:
+            # The sender stopped inside a line: whatever comes next starts a new one.
+            self._n = 0
+            self._scan = 0
+            if self._dropping:
+                self._dropping = False
+                self.too_long += 1
+                raise HostError("LINE_TOO_LONG", "request longer than %d bytes" % self._cap,
+                                "send shorter requests (see host.line_max)")
+            self.fragments += 1
         return None
 
     def _consume(self, k):
@@ -82,9 +125,48 @@ class HostLink:
         self._n = rest
         self._scan = 0
 
-    async def send(self, reply):
-        """Write one reply line. Gives up (and counts it) if the UART takes no bytes for too long."""
-        data = json.dumps(reply).encode() + b"\n"
+    def unwrap(self, line):
+        """A polled line -> (request bytes, crc_used). Checks and strips an optional '*XXXXXXXX' CRC-32
+        suffix; raises HostError BAD_CRC (the line is not executed) when it does not match, or when
+        the host opted in and a line comes without one."""
+        n = len(line)
+        if n >= _CRC_LEN and line[n - _CRC_LEN] == _STAR:
+            want = 0
+            for j in range(n - 8, n):
+                v = _hexval(line[j])
+                if v < 0:
+                    want = -1
+                    break
+                want = (want << 4) | v
+            if want >= 0:
+                body = line[: n - _CRC_LEN]
+                if binascii.crc32(body) & 0xFFFFFFFF != want:
+                    self.bad_crc += 1
+                    raise HostError("BAD_CRC", "line CRC-32 does not match: not executed",
+                                    "send the line again (CRC-32 of the JSON text, 8 hex digits after '*')")
+                self.crc_required = True
+                if len(body) > self._cap:
+                    self.too_long += 1
+                    raise HostError("LINE_TOO_LONG", "request longer than %d bytes" % self._cap,
+                                    "send shorter requests (see host.line_max)")
+                return body, True
+        if n > self._cap:
+            self.too_long += 1
+            raise HostError("LINE_TOO_LONG", "request longer than %d bytes" % self._cap,
+                            "send shorter requests (see host.line_max)")
+        if self.crc_required:
+            self.bad_crc += 1
+            raise HostError("BAD_CRC", "this link uses line CRCs (the app opted in): a line without one is "
+                            "not executed", "append '*' and the CRC-32 of the line (8 hex digits)")
+        return line, False
+
+    async def send(self, reply, crc=False):
+        """Write one reply line (with a CRC-32 suffix when the request had one). Gives up (and counts
+        it) if the UART takes no bytes for too long."""
+        data = json.dumps(reply).encode()
+        if crc:
+            data += ("*%08x" % (binascii.crc32(data) & 0xFFFFFFFF)).encode()
+        data += b"\n"
         mv = memoryview(data)
         pos = 0
         idle_ms = 0

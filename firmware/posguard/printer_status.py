@@ -3,6 +3,15 @@
 # is garbage, counted and dropped. Status bits decode into one dict the app and the job runner share.
 from micropython import const
 
+# The one printer-fault vocabulary: the print job runner, the host commands, the REPL and the
+# simulator's report all use these strings (and fault_of's order) so one printer state has one name.
+OFFLINE = "offline"
+COVER_OPEN = "cover open"
+PAPER_OUT = "paper out"
+CUTTER_ERROR = "cutter error"
+HEAD_HOT = "head too hot"
+FAULTS = (OFFLINE, COVER_OPEN, PAPER_OUT, CUTTER_ERROR, HEAD_HOT)
+
 XON = const(0x11)
 XOFF = const(0x13)
 _RX_CHUNK = const(16)
@@ -24,23 +33,33 @@ def decode(s1, s2, s4):
 
 
 def fault_of(st, s3=None):
-    """The reason a job must pause, or "" when the printer can print."""
+    """The reason a job must pause, or "" when the printer can print. First match wins: no answer,
+    cover open, paper out, cutter error, head too hot, answered but offline."""
     if s3 is not None:
         st["head_hot"] = bool(s3 & 0x40)
         st["cutter_error"] = bool(s3 & 0x08)
-    if not st["answered"]:
-        return "offline"
-    if st["cover_open"]:
-        return "cover open"
-    if st["paper_out"]:
-        return "paper out"
-    if st["cutter_error"]:
-        return "cutter error"
-    if st["head_hot"]:
-        return "head too hot"
-    if not st["online"]:
-        return "offline"
+    if not st.get("answered", False):
+        return OFFLINE
+    if st.get("cover_open"):
+        return COVER_OPEN
+    if st.get("paper_out"):
+        return PAPER_OUT
+    if st.get("cutter_error"):
+        return CUTTER_ERROR
+    if st.get("head_hot"):
+        return HEAD_HOT
+    if not st.get("online", False):
+        return OFFLINE
     return ""
+
+
+def refusal(problem):
+    """A printer problem -> (host error code, what the cashier should do)."""
+    if problem == PAPER_OUT:
+        return "PAPER_OUT", "load a new paper roll"
+    if problem == COVER_OPEN:
+        return "PRINTER_FAULT", "close the printer cover"
+    return "PRINTER_FAULT", "check the printer (cover, paper, cable)"
 
 
 class Demux:

@@ -5,18 +5,29 @@ import asyncio
 
 from micropython import const
 
-from posguard import receipt
+from posguard import printer_status, receipt
+from posguard.escpos import is_wide
 from posguard.records import JournalError
 
 ORIGINAL = "original"
-DUPLICATE = "duplicate"  # a copy: after a power loss, a failed job, or asked for by the host
+DUPLICATE = "duplicate"  # a marked copy of a sale found PAID/PRINTING after a power loss
+RETRY = "retry"  # a marked copy after a failed job (the paper may carry part of the original)
+REPRINT = "reprint"  # a marked copy the host or a technician asked for
 VOID = "void"  # the VOID slip of a sale voided after the payment request
 _FINISH = "finish"  # printed, but PRINTED/CLOSED could not be journaled yet: retry only that
 
-_CAP = const(24)  # 16 unfinished sales (sales.MAX_LIVE) + reprints and void slips
+# The queue is a view over what the journal owes: every PAID/PRINTING sale has its job (at most
+# sales.MAX_LIVE of them, so originals never meet a cap). Only what the journal does not track is
+# capped, and refused *before* any state change: void slips (a void of a PAYMENT_PENDING sale is
+# refused with BUSY when this many slips wait) and reprints on request.
+VOIDS_MAX = const(8)
+REPRINTS_MAX = const(4)
+_CAP = const(28)  # 16 unfinished sales (sales.MAX_LIVE) + void slips + reprints
+RETRY_AFTER_S = const(10)  # a BUSY refusal's hint: about one receipt's print time
 _PARK_S = 5.0  # re-ask the power policy this often while a receipt is parked
 _RETRY_S = 5.0  # re-poll a printer fault this often
 _JOURNALED = ("PAID", "PRINTING")
+_OWED_KINDS = (ORIGINAL, DUPLICATE, RETRY, _FINISH)  # jobs that stand for a PAID/PRINTING sale
 
 
 def parse_approval(text):
@@ -86,19 +97,75 @@ class PrintJobs:
         self.parked = ""  # why the head job waits for the power policy, "" when it does not
         self.active = None  # sale id on the printer now
         self.last_sid = None  # the last sale printed as an original (reprint without an id)
-        self.counts = {ORIGINAL: 0, DUPLICATE: 0, VOID: 0, "failed": 0, "dropped": 0}
+        self.counts = {ORIGINAL: 0, DUPLICATE: 0, RETRY: 0, REPRINT: 0, VOID: 0, "failed": 0, "dropped": 0}
 
     # -- queue --------------------------------------------------------------------------------------
     def add(self, kind, sid):
-        """Queue a job; False if the queue is full. A job already queued is not queued twice."""
+        """Queue a job; False (nothing queued) only for a void slip or a reprint over its cap. A job
+        already queued is not queued twice."""
         for j in self._q:
-            if j[0] == kind and j[1] == sid:
+            if j[1] == sid and (j[0] == kind or (kind != VOID and kind != REPRINT and j[0] in _OWED_KINDS)):
                 return True
-        if len(self._q) >= self.cap:
+        if not self.room(kind):
             return False
         self._q.append([kind, sid])
         self._wake.set()
         return True
+
+    def room(self, kind):
+        """Whether a job of this kind can be queued now (originals and power-loss copies always can)."""
+        if kind == VOID:
+            return self._count(VOID) < VOIDS_MAX
+        if kind == REPRINT:
+            return self._count(REPRINT) < REPRINTS_MAX
+        return True
+
+    def _count(self, kind):
+        n = 0
+        for j in self._q:
+            if j[0] == kind:
+                n += 1
+        return n
+
+    def sync(self):
+        """Queue the receipt of every sale the journal says is PAID or PRINTING and has no job (the
+        journal is the truth; the queue only remembers the order). Bounded: sales.MAX_LIVE sales."""
+        book = self.book
+        if book is None:
+            return 0
+        added = 0
+        for sid in book.open_sales():
+            try:
+                st = book.state(sid)
+            except JournalError:
+                continue
+            if st in _JOURNALED or st == "PRINTED":
+                owed = False
+                for j in self._q:
+                    if j[1] == sid and j[0] in _OWED_KINDS:
+                        owed = True
+                        break
+                if not owed:
+                    self._q.append([ORIGINAL if st != "PRINTED" else _FINISH, sid])
+                    added += 1
+        if added:
+            self._wake.set()
+        return added
+
+    def owed(self):
+        """Receipts the terminal still owes, from the journal: sales PAID, PRINTING or PRINTED (not
+        yet closed), and the void slips waiting in the queue."""
+        n = self._count(VOID)
+        book = self.book
+        if book is None:
+            return n
+        for sid in book.open_sales():
+            try:
+                if book.state(sid) in ("PAID", "PRINTING"):
+                    n += 1
+            except JournalError:
+                pass
+        return n
 
     def pending(self):
         return len(self._q)
@@ -131,13 +198,15 @@ class PrintJobs:
     async def run(self):
         while True:
             if not self._q:
+                self.sync()  # a paid sale never waits on a job that got lost
+            if not self._q:
                 self._wake.clear()
                 await self._wake.wait()
                 if self._check_status and not self._q:
                     # Idle: look at the printer now and then, so paper out shows before the next sale.
                     self._check_status = False
                     if self.drv.cfg["answers_status"]:
-                        self.problem = _fault_of(await self.drv.status())
+                        self.problem = printer_status.fault_of(await self.drv.status())
                 continue
             job = self._q[0]
             if self.before_job is not None:
@@ -145,7 +214,21 @@ class PrintJobs:
             if await self._one(job):
                 self._q.pop(0)
 
+    def layout_error(self, body, approval=None):
+        """Why the receipt of a sale with this body could not be laid out on this printer, or None.
+        The host link asks at open, so a receipt is refused before payment, never dropped after."""
+        s = {"id": 0x7FFFFFFF, "state": "PAID", "body": body, "approval": approval or "card:0000:AUTHCODE1234"}
+        cols_of = self.drv.enc.char_cols if self.drv is not None else _cols_of
+        try:
+            for copy in (ORIGINAL, DUPLICATE):
+                receipt.layout(sale_for_print(s, self.currency, self.header), self.columns, cols_of, copy)
+        except ValueError as e:
+            return str(e)
+        return None
+
     async def _printer_ok(self):
+        if self.problem.startswith("receipt layout"):
+            self.problem = ""
         if not self.problem:
             return True
         if not self.drv.cfg["answers_status"]:
@@ -153,7 +236,7 @@ class PrintJobs:
             self.problem = ""
             return True
         st = await self.drv.status()
-        f = _fault_of(st)
+        f = printer_status.fault_of(st)
         if f:
             self.problem = f
             await asyncio.sleep(_RETRY_S)
@@ -180,15 +263,21 @@ class PrintJobs:
             self.counts["dropped"] += 1
             return True
         copy = kind
-        if journaled and (s.get("copy") or state == "PRINTING"):
-            copy = DUPLICATE  # something may already be on paper: only a marked copy from here on
+        if journaled and s.get("copy"):
+            copy = DUPLICATE  # found paid after a power loss: only a marked copy from here on
+        elif journaled and state == "PRINTING":
+            copy = RETRY  # a job failed part-way: something may already be on paper
         if not await self._printer_ok():
             return False
         try:
             ops = receipt.layout(sale_for_print(s, self.currency, self.header), self.columns,
                                  self.drv.enc.char_cols, copy)
-        except ValueError:
+        except ValueError as e:
+            # Cannot happen for a sale admitted by layout_error() at open; if it does, say so (new
+            # sales are refused) and leave the sale PAID in the journal: still owed, sync() retries it.
             self.counts["dropped"] += 1
+            self.problem = "receipt layout: %s" % e
+            await asyncio.sleep(_RETRY_S)
             return True
         mon = self.mon
         if mon is not None:
@@ -254,11 +343,6 @@ class PrintJobs:
         return True
 
 
-def _fault_of(st):
-    if not st.get("answered", True) and not st.get("online", False):
-        return "offline"
-    for key, text in (("paper_out", "paper out"), ("cover_open", "cover open"), ("head_hot", "head too hot"),
-                      ("cutter_error", "cutter error")):
-        if st.get(key):
-            return text
-    return ""
+def _cols_of(cp):
+    # Without a driver (tests): wide glyphs take two columns, as escpos.Encoder draws them in UTF-8.
+    return 2 if cp >= 0x80 and is_wide(cp) else 1

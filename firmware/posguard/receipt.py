@@ -12,7 +12,9 @@ from micropython import const
 
 from posguard.escpos import BIG, BOLD, REVERSE, TALL
 
-COPIES = ("original", "duplicate", "void", "reversal")
+COPIES = ("original", "duplicate", "retry", "reprint", "void", "reversal")
+# A marked copy says why it was printed: after a power loss, after a printer fault, or on request.
+_COPY_NOTE = {"duplicate": "dup2", "retry": "dup_fault", "reprint": "dup_asked"}
 _MAX_ITEMS = const(200)  # a sale with more items is refused: bounded RAM for the op list
 _MAX_TEXT = const(200)
 _CURRENCY = {"CNY": "\uffe5", "JPY": "\uffe5", "USD": "$", "EUR": "EUR ", "GBP": "GBP "}
@@ -33,6 +35,8 @@ _LABELS = {
         "time": "Time",
         "dup": "*** DUPLICATE ***",
         "dup2": "Reprinted after power loss",
+        "dup_fault": "Reprinted after a printer fault",
+        "dup_asked": "Reprint on request",
         "void": "*** VOID ***",
         "void2": "This sale was cancelled",
         "reason": "Reason",
@@ -57,6 +61,8 @@ _LABELS = {
         "time": "\u65f6\u95f4",  # 时间
         "dup": "*** \u91cd\u5370\u526f\u672c ***",  # 重印副本
         "dup2": "\u65ad\u7535\u540e\u91cd\u65b0\u6253\u5370",  # 断电后重新打印
+        "dup_fault": "\u6253\u5370\u6545\u969c\u540e\u91cd\u65b0\u6253\u5370",  # 打印故障后重新打印
+        "dup_asked": "\u5e94\u8981\u6c42\u91cd\u5370",  # 应要求重印
         "void": "*** \u4f5c\u5e9f ***",  # 作废
         "void2": "\u672c\u7b14\u4ea4\u6613\u5df2\u53d6\u6d88",  # 本笔交易已取消
         "reason": "\u539f\u56e0",  # 原因
@@ -245,9 +251,10 @@ def layout(sale, columns, cols_of, copy="original"):
         left = _fit(left, max(2, width - rw - 1), cols_of)
         add(("text", _pad(left, width - rw, cols_of, False) + right, 0, style))
 
-    if copy == "duplicate":
+    note = _COPY_NOTE.get(copy)
+    if note is not None:
         centred(L["dup"], BOLD | REVERSE)
-        centred(L["dup2"])
+        centred(L[note])
     elif copy == "void":
         centred(L["void"], BIG | BOLD)
     elif copy == "reversal":
@@ -260,7 +267,7 @@ def layout(sale, columns, cols_of, copy="original"):
     rule = ("text", "-" * columns, 0, 0)
     add(rule)
 
-    if copy in ("original", "duplicate"):
+    if copy == "original" or note is not None:
         amt_w = 12 if columns >= 42 else 10
         qty_w = 5 if columns >= 42 else 4
         name_w = columns - amt_w - qty_w - 2
@@ -321,12 +328,12 @@ def layout(sale, columns, cols_of, copy="original"):
             pair(L["card"], "**** " + sale["card_last4"])
         centred(L["rev2"])
         centred(L["rev3"], BOLD)
-    if sale.get("url") and copy in ("original", "duplicate"):
+    if sale.get("url") and (copy == "original" or note is not None):
         add(("feed", 1))
         add(("qr", sale["url"]))
         centred(L["ereceipt"])
-    if copy == "duplicate":
-        centred(L["dup2"])
+    if note is not None:
+        centred(L[note])
         centred(L["dup"], BOLD | REVERSE)
     elif copy == "original":
         centred(L["thanks"])

@@ -3,7 +3,8 @@
 #   >>> pos.status()
 # Short printed answers a person can read. Uses the running terminal's parts when the app runs (the
 # simulator, or a REPL attached while main.py runs), else builds them once without a watchdog (service
-# mode: hold the service button at boot, or Ctrl-C main.py before the watchdog starts).
+# mode: hold the service button for 3 s from boot). A locked terminal (production mode, docs/device.md)
+# answers only status(): sales, receipts, printing and calibration need service mode.
 import asyncio
 
 from posguard import app, printjobs, profile, receipt
@@ -12,6 +13,38 @@ from posguard.records import JournalError
 _term = None
 _PAGE = 8
 _MAX_PAGES = 64  # the journal keeps at most a few hundred closed sales: bounded paging
+
+
+def _allowed(what):
+    if app.mode == "production":
+        print("%s: locked (production mode). Service mode: hold the service button for 3 s from reset "
+              "(docs/device.md)" % what)
+        return False
+    return True
+
+
+def lock():
+    """Service (or development) mode: lock this terminal (production mode from the next boot: Ctrl-C ignored while
+    trading, REPL API read-only). Undo with pos.unlock() in service mode."""
+    if not _allowed("lock"):
+        return
+    with open(app.LOCK_FILE, "w") as f:
+        f.write("locked for production: see docs/device.md\n")
+    print("locked: production mode from the next boot")
+
+
+def unlock():
+    """Service mode only: back to a development terminal (Ctrl-C works, full REPL API)."""
+    if app.mode != "service":
+        print("unlock: only in service mode")
+        return
+    import os
+
+    try:
+        os.remove(app.LOCK_FILE)
+    except OSError:
+        pass
+    print("unlocked: development mode from the next boot")
 
 
 def _t():
@@ -60,6 +93,8 @@ def status():
 
 def battery():
     """A fresh reading and what the monitor makes of it."""
+    if not _allowed("battery"):
+        return
     mon = _t().mon
     if mon is None:
         print("no battery monitor: see the crash log (pos.status())")
@@ -87,6 +122,8 @@ def _f(v):
 
 def calibrate(actual_mv):
     """Tell the monitor what a meter reads at the pack now (mV); saved on flash."""
+    if not _allowed("calibrate"):
+        return
     mon = _t().mon
     if mon is None:
         print("no battery monitor")
@@ -118,6 +155,8 @@ def _print_now(ops):
 
 def test_print():
     """A short test receipt (English and Chinese) straight to the printer."""
+    if not _allowed("test_print"):
+        return
     t = _t()
     sale = {"id": "TEST", "time": "-", "items": [{"name": "Test \u6d4b\u8bd5", "qty": 1, "unit": 1, "amount": 1}],
             "total": 1, "payment": "-", "header": ["POSGUARD TEST PRINT", t.prof["name"]]}
@@ -139,6 +178,8 @@ def _last_closed(book):
 
 def last_receipt():
     """The last finished sale, as its receipt reads."""
+    if not _allowed("last_receipt"):
+        return
     t = _t()
     if t.book is None:
         print("journal not mounted")
@@ -160,6 +201,8 @@ def last_receipt():
 
 def journal():
     """Journal fill, unfinished sales, pending reversals, the last finished ids."""
+    if not _allowed("journal"):
+        return
     t = _t()
     if t.book is None:
         print("journal NOT MOUNTED: last crash:", t.crash.last())
@@ -178,6 +221,8 @@ def journal():
 
 def reprint(sale_id):
     """A marked copy (DUPLICATE) of a paid sale's receipt."""
+    if not _allowed("reprint"):
+        return
     t = _t()
     try:
         st = t.book.state(sale_id)
@@ -188,8 +233,8 @@ def reprint(sale_id):
         print("sale %d is %s: it has no receipt" % (sale_id, st))
         return
     if app.running:
-        print("queued" if t.jobs.add(printjobs.DUPLICATE, sale_id) else "print queue full: try again later")
+        print("queued" if t.jobs.add(printjobs.REPRINT, sale_id) else "print queue full: try again later")
         return
     s = t.book.receipt(sale_id)
     sale = printjobs.sale_for_print(s, t.prof["host"]["currency"], t.jobs.header)
-    _print_now(receipt.layout(sale, t.prof["printer"]["columns"], t.drv.enc.char_cols, printjobs.DUPLICATE))
+    _print_now(receipt.layout(sale, t.prof["printer"]["columns"], t.drv.enc.char_cols, printjobs.REPRINT))

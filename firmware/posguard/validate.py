@@ -5,17 +5,17 @@ import json
 
 from micropython import const
 
+from posguard import pan
+
 # Protocol caps that do not depend on the board (the board's caps come from profile["host"]).
 _ID_MAX = const(0x7FFFFFFF)  # sale ids travel in every journal record header (docs/journal.md)
-_TIME_MAX = const(19)
+_MDAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _TEXT_MAX = const(32)  # reasons: the journal keeps at most 32 bytes of text (sales.MAX_TEXT)
 _AUTH_MAX = const(12)  # ISO 8583 field 38 approval code is 6; leave room for acquirer variants
 _QTY_MAX = const(999)
 _CURSOR_MAX = const(0x3FFFFFFF)
 _PAGE_MAX = const(16)
 _NEST_MAX = const(4)  # deepest valid request: {"items":[{...}]} is 3 levels
-_PAN_MIN = const(13)  # ISO/IEC 7812 card numbers are 13-19 digits with a Luhn check digit
-_PAN_MAX = const(19)
 
 METHODS = ("card", "cash", "qr")
 
@@ -23,11 +23,12 @@ METHODS = ("card", "cash", "qr")
 class HostError(Exception):
     """A refusal the cashier app can act on: code (stable, machine-readable), msg, and what to do."""
 
-    def __init__(self, code, msg, todo=None):
+    def __init__(self, code, msg, todo=None, retry_after_s=None):
         super().__init__(code)
         self.code = code
         self.msg = msg
         self.todo = todo
+        self.retry_after_s = retry_after_s  # BUSY: when asking again makes sense
 
 
 # Field kinds
@@ -68,95 +69,82 @@ class Limits:
 
 
 # -- card numbers ----------------------------------------------------------------------------------
-def luhn_ok(digits, start, end):
-    """Luhn check over digits[start:end] (a bytes/bytearray of ASCII digits), no allocation."""
-    total = 0
-    double = False
-    i = end - 1
-    while i >= start:
-        d = digits[i] - 48
-        if double:
-            d += d
-            if d > 9:
-                d -= 9
-        total += d
-        double = not double
-        i -= 1
-    return total % 10 == 0
+_SCANNER = pan.Scanner()
+_NODES_MAX = const(256)  # values in one request: a 20-item sale has about 90; bounded work per line
+_NUM_PAN = 1000000000000  # 10**12: smaller integers have fewer than 13 digits (a big int on ESP32: no const)
+
+
+def card_number_error(field, scheme, length):
+    return HostError("CARD_NUMBER", "%s holds a full card number (Luhn-valid, %d digits, %s issuer prefix): "
+                     "refused, nothing stored" % (field, length, scheme), "send only the last four digits in 'last4'")
+
+
+def check_text(s, field):
+    """Raise CARD_NUMBER if text s holds a card number, however written (docs/terminal.md)."""
+    hit = _SCANNER.find(s)
+    if hit is not None:
+        raise card_number_error(field, hit[0], hit[1])
 
 
 def contains_pan(text):
-    """True if text holds a card number: 13-19 digits passing Luhn, also when written in groups
-    ("4111 1111 1111 1111", "3782-822463-10005"). Any run of consecutive groups counts, and so does
-    any 13-19 digit window inside a group longer than 19 digits: better refuse than store one."""
-    digits = bytearray()
-    bounds = [0]  # group ends inside digits; consecutive groups are joined by spaces or dashes
-    last_sep = False
-    for ch in text:
-        if "0" <= ch <= "9":
-            if last_sep:
-                bounds.append(len(digits))
-                last_sep = False
-            digits.append(ord(ch))
-        elif (ch == " " or ch == "-") and len(digits):
-            last_sep = True
-        else:
-            if len(digits) >= _PAN_MIN:
-                bounds.append(len(digits))
-                if _run_has_pan(digits, bounds):
-                    return True
-            digits = bytearray()
-            bounds = [0]
-            last_sep = False
-    if len(digits) >= _PAN_MIN:
-        bounds.append(len(digits))
-        return _run_has_pan(digits, bounds)
-    return False
+    """True if text holds a full card number (digits of any script, groups joined by up to three
+    separators; Luhn, then the issuer's prefix and length rule)."""
+    return _SCANNER.find(text) is not None
 
 
-def _run_has_pan(digits, bounds):
-    nb = len(bounds)
-    for a in range(nb - 1):
-        for b in range(a + 1, nb):
-            n = bounds[b] - bounds[a]
-            if n > _PAN_MAX:
-                break
-            if n >= _PAN_MIN and luhn_ok(digits, bounds[a], bounds[b]):
-                return True
-        g0 = bounds[a]
-        g1 = bounds[a + 1]
-        if g1 - g0 > _PAN_MAX:
-            for s in range(g0, g1 - _PAN_MIN + 1):
-                for n in range(_PAN_MIN, min(_PAN_MAX, g1 - s) + 1):
-                    if luhn_ok(digits, s, s + n):
-                        return True
-    return False
-
-
-def _scan_pan(v):
-    """Walk a decoded request (bounded by the line cap) and refuse any card-number-looking value."""
+def _scan_number(v):
     t = type(v)
-    if t is str:
-        if contains_pan(v):
-            raise HostError("CARD_NUMBER", "a field holds what looks like a full card number: refused, nothing stored",
+    if t is int:
+        if v >= _NUM_PAN or v <= -_NUM_PAN:
+            hit = _SCANNER.find(str(-v if v < 0 else v))
+            if hit is not None:
+                raise card_number_error("a number", hit[0], hit[1])
+    elif t is float:
+        # A float this large carries no usable amount, and single precision may have dropped the
+        # digits a Luhn check needs: refuse it as what it most likely is.
+        if v >= 1e12 or v <= -1e12:
+            raise HostError("CARD_NUMBER", "a number is as large as a card number: refused, nothing stored",
                             "send only the last four digits in 'last4'")
-    elif t is int:
-        if v >= 10 ** (_PAN_MIN - 1) and contains_pan(str(v)):
-            raise HostError("CARD_NUMBER", "a number looks like a full card number: refused, nothing stored",
-                            "send only the last four digits in 'last4'")
-    elif t is dict:
-        for k in v:
-            _scan_pan(k)
-            _scan_pan(v[k])
-    elif t is list:
-        for x in v:
-            _scan_pan(x)
+
+
+def scan_request(obj):
+    """Walk a decoded request without recursion (an explicit stack of at most _NEST_MAX levels, at most
+    _NODES_MAX values): refuse nesting, oversized structures and any card-number-looking value."""
+    stack = [obj]
+    depth = [1]
+    nodes = 0
+    while stack:
+        v = stack.pop()
+        lvl = depth.pop()
+        nodes += 1
+        if nodes > _NODES_MAX:
+            raise HostError("BAD_REQUEST", "request has more than %d values" % _NODES_MAX, "split it")
+        t = type(v)
+        if t is str:
+            check_text(v, "a field")
+        elif t is dict or t is list:
+            if lvl > _NEST_MAX:
+                raise HostError("BAD_JSON", "request nested deeper than %d levels" % _NEST_MAX,
+                                "send one flat JSON object per line")
+            if t is dict:
+                for k in v:
+                    stack.append(k)
+                    depth.append(lvl + 1)
+                    stack.append(v[k])
+                    depth.append(lvl + 1)
+            else:
+                for x in v:
+                    stack.append(x)
+                    depth.append(lvl + 1)
+        else:
+            _scan_number(v)
 
 
 # -- parsing ---------------------------------------------------------------------------------------
 def _nesting_ok(line):
-    """Reject deeply nested JSON before json.loads: '[[[[...' of a few KB exhausts a 110 KB heap
-    on the unix port. Counting brackets is C speed; the exact scan runs only for odd lines."""
+    """Reject deeply nested JSON before json.loads: '[[[[...' of a few KB exhausts a 110 KB heap on
+    the unix port. Counting brackets is C speed; the exact scan (brackets inside strings do not count)
+    runs only for odd lines. The depth limit itself is scan_request's, after parsing."""
     if line.count(b"[") + line.count(b"{") <= 64:
         return True
     depth = 0
@@ -189,6 +177,11 @@ def parse_line(line):
         text = str(line, "utf-8")
     except Exception:
         raise HostError("BAD_JSON", "request is not valid UTF-8", "send UTF-8 JSON, one object per line")
+    # MicroPython's decoder accepts overlong forms and surrogates: check the bytes strictly ourselves
+    # (an all-ASCII line decodes to as many characters as it has bytes and needs no second look).
+    if len(text) != len(line) and pan.utf8_strict(line) >= 0:
+        raise HostError("BAD_JSON", "request is not valid UTF-8 (overlong form, surrogate or beyond U+10FFFF)",
+                        "send shortest-form UTF-8 JSON, one object per line")
     try:
         obj = json.loads(text)
     except Exception:
@@ -234,12 +227,20 @@ def _check_id(v, field):
 
 def _check_time(v, field):
     # The app's wall clock for the receipt ("2026-11-24 21:58"): the board's RTC restarts at 2000 after
-    # a power loss, the cashier app's clock does not.
-    if type(v) is not str or not (1 <= len(v) <= _TIME_MAX):
+    # a power loss, the cashier app's clock does not. A real date and time only: it goes on paper.
+    if type(v) is not str or len(v) not in (16, 19):
         raise _bad(field, "must be a time string like \"2026-11-24 21:58\"")
-    for ch in v:
-        if not ("0" <= ch <= "9" or ch == "-" or ch == ":" or ch == " " or ch == "T" or ch == "/"):
+    for i in range(len(v)):
+        ch = v[i]
+        want = "-" if i in (4, 7) else (":" if i in (13, 16) else (" T" if i == 10 else "0123456789"))
+        if ch not in want:
             raise _bad(field, "must be a time string like \"2026-11-24 21:58\"")
+    y, mo, d, h, mi = int(v[0:4]), int(v[5:7]), int(v[8:10]), int(v[11:13]), int(v[14:16])
+    sec = int(v[17:19]) if len(v) == 19 else 0
+    if not (2000 <= y <= 2099 and 1 <= mo <= 12 and 1 <= d <= _MDAYS[mo - 1] and h <= 23 and mi <= 59 and sec <= 59):
+        raise _bad(field, "is not a real date and time (years 2000-2099)")
+    if mo == 2 and d == 29 and (y % 4 != 0):
+        raise _bad(field, "is not a real date and time (years 2000-2099)")
     return v
 
 
@@ -311,7 +312,9 @@ def _check_field(kind, field, v, lim):
                 raise _bad(field, "must hold letters and digits only")
         return v
     if kind == _K_LAST4:
-        if type(v) is not str or len(v) != 4 or not v.isdigit():
+        # ASCII digits only: str.isdigit() also takes superscripts and full-width digits on CPython.
+        if type(v) is not str or len(v) != 4 or not ("0" <= v[0] <= "9" and "0" <= v[1] <= "9" and "0" <= v[2] <= "9"
+                                                     and "0" <= v[3] <= "9"):
             raise HostError("CARD_NUMBER", "field 'last4' must be exactly four digits",
                             "send only the last four digits of the card")
         return v
@@ -333,7 +336,7 @@ def _check_field(kind, field, v, lim):
 def check_request(obj, lim):
     """Decoded JSON object -> clean dict {"op", "seq", fields...}. Raises HostError; never mutates."""
     # Card numbers first: a refusal for a PAN must win over any other complaint about the same line.
-    _scan_pan(obj)
+    scan_request(obj)
     op = obj.get("op")
     if type(op) is not str:
         raise HostError("BAD_REQUEST", "field 'op' is missing or not a string", 'send {"op": "status"}')

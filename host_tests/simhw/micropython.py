@@ -58,3 +58,11 @@ def mem_info(*args):
 
 def opt_level(level=None):
     return 0
+
+
+kbd_intr_char = 3  # what the last micropython.kbd_intr() set (MicroPython's default while a script runs)
+
+
+def kbd_intr(c):
+    global kbd_intr_char
+    kbd_intr_char = c

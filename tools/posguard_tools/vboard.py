@@ -352,7 +352,25 @@ class VirtualBoard:
         if CTRL_C in self.held:
             i = self.held.index(CTRL_C)
             del self.held[: i + 1]
-            self._write_vm(bytes([CTRL_C]))
+            if self._vm_catches_ctrl_c():
+                self._write_vm(bytes([CTRL_C]))
+            # else: the firmware called micropython.kbd_intr(-1). On the unix port that puts SIGINT back
+            # to its default (ports/unix/unix_mphal.c mp_hal_set_interrupt_char: SIG_DFL), which would
+            # kill the VM; on a board the byte is just input nobody reads (ports/esp32/uart.c:115).
+            # The board's behaviour: the byte goes nowhere, the firmware keeps running.
+
+    def _vm_catches_ctrl_c(self) -> bool:
+        """Whether the VM has a SIGINT handler (MicroPython's Ctrl-C capture is on), from /proc."""
+        if self.proc is None:
+            return True
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("SigCgt:"):
+                        return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+        except (OSError, ValueError):
+            pass
+        return True
 
     def _track_repl_mode(self, data: bytes) -> None:
         # mpremote never sends raw control bytes inside code (it sends repr()s), so the last Ctrl-A /

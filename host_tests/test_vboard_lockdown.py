@@ -1,0 +1,104 @@
+"""Issue 12, item 12 on the virtual board: a locked terminal keeps trading through Ctrl-C on its USB
+console (no REPL, no reset), and the documented service path (the service button held for 3 s from
+reset) gives the technician the REPL API."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from test_vboard import Vboard, stop_vboard
+from test_vboard_e2e import HostLink
+
+from posguard_tools import paths
+
+
+def _start(tmp_path: Path) -> Vboard:
+    fs = tmp_path / "fs"
+    run = tmp_path / "run"
+    fs.mkdir()
+    (fs / "board.json").write_text(paths.board_profile("devkit-1s").read_text())
+    for name in ("boot.py", "main.py"):
+        shutil.copy(paths.FIRMWARE / name, fs / name)
+    (fs / "production").write_text("locked\n")  # what pos.lock() writes in service mode
+    info_file = tmp_path / "info.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "posguard_tools.cli", "vboard", "--from-source", "--fs", str(fs), "--run-dir",
+         str(run), "--info", str(info_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not info_file.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "virtual board did not start"
+        time.sleep(0.05)
+    time.sleep(0.05)
+    return Vboard(proc, json.loads(info_file.read_text()), fs, run)
+
+
+def _boots(vb: Vboard) -> int:
+    return int(vb.ctl("status")[0].split("boots=")[1].split()[0])
+
+
+def _read_console(fd: int, seconds: float) -> bytes:
+    out = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.05)[0]:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                break
+    return out
+
+
+def test_locked_board_ignores_ctrl_c_and_service_mode_opens_the_repl(tmp_path: Path) -> None:
+    vb = _start(tmp_path)
+    link = HostLink(vb.host)
+    try:
+        assert link.until({"op": "status"}, lambda r: r.get("ok") is True, timeout=40)
+        assert link.ask({"op": "open", "id": 78, "items": [{"name": "Tea", "price": 300}]})["state"] == "OPEN"  # type: ignore[index]
+        boots = _boots(vb)
+        console = os.open(vb.port, os.O_RDWR | os.O_NOCTTY)
+        try:
+            # What mpremote does to get a raw REPL, and what a curious person types.
+            for _ in range(3):
+                os.write(console, b"\r\x03\x03\x01")
+                time.sleep(0.2)
+            seen = _read_console(console, 2.0)
+        finally:
+            os.close(console)
+        assert b">>>" not in seen and b"raw REPL" not in seen, seen
+        assert _boots(vb) == boots, "Ctrl-C reset the board"
+        r = link.ask({"op": "sale", "id": 78})
+        assert r is not None and r["state"] == "OPEN", r  # still trading, the sale untouched
+
+        # The documented path: hold the service button, reset, keep holding for 3 s.
+        assert vb.ctl("service hold")[0].startswith("ok")
+        assert vb.ctl("reset")[0].startswith("ok")
+        deadline = time.monotonic() + 40
+        while _boots(vb) == boots:
+            assert time.monotonic() < deadline, "no reboot"
+            time.sleep(0.2)
+        out = ""
+        for _ in range(3):  # the boot (and the 3 s hold) may still be running when mpremote first asks
+            r2 = vb.mpremote("resume", "exec", "from posguard import app, repl as pos\nprint(app.mode)\npos.journal()",
+                             check=False)
+            out = r2.stdout
+            if "service" in out:
+                break
+            time.sleep(2)
+        assert out.splitlines()[0].strip() == "service", out
+        assert "journal :" in out and "78" in out, out  # the technician sees the sale (voided at boot)
+    finally:
+        link.close()
+        vb.ctl("service release")
+        if vb.proc.poll() is None:
+            vb.proc.send_signal(signal.SIGTERM)
+        stop_vboard(vb)
