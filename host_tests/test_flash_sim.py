@@ -113,6 +113,7 @@ def test_torn_chunk_is_a_mix_of_old_and_new_bits(world: Any) -> None:
 
 def test_cut_scheduled_inside_a_program_window_tears_it(world: Any) -> None:
     f = NorFlash(8192, timing="max")
+    f.program_modes = ("prefix",)  # a clock cut draws any torn mode; this test pins one
     world.power.pull_at_ms(1.5)  # halfway through a 3 ms worst-case page program
     with pytest.raises(sim_power.PowerLoss):
         f.program(0, bytes(256))
@@ -202,3 +203,138 @@ def test_small_block_writeblocks_reads_erases_and_rewrites_the_sector(world: Any
     p.readblocks(3, buf)
     assert buf == b"\x22" * 512
     assert f.erases == 2
+
+
+def _rec(n: int = 200) -> bytes:
+    body = bytes((7 * i + 1) & 0x7F for i in range(n))
+    return body + binascii.crc32(body).to_bytes(4, "little")
+
+
+def _torn(mode: str, part: float = 0.5, seed: int = 3) -> tuple[bytes, bytes, NorFlash]:
+    f = NorFlash(8192, seed=seed)
+    rec = _rec()
+    f.arm_cut(0, part=part, mode=mode)
+    with pytest.raises(sim_power.PowerLoss):
+        f.program(256, rec)
+    return rec, _read(f, 256, len(rec)), f
+
+
+def _landed_subset(rec: bytes, got: bytes) -> bool:
+    # Every bit that is 0 now was meant to be 0: only intended 1 -> 0 transitions landed.
+    return all((g | r) == g for g, r in zip(got, rec, strict=True)) and all(
+        (~g & 0xFF) & r == 0 for g, r in zip(got, rec, strict=True)
+    )
+
+
+def test_torn_program_modes_land_a_subset_of_the_intended_transitions(world: Any) -> None:
+    for mode in ("prefix", "suffix", "spread", "all_but_one", "all_but_tail"):
+        rec, got, f = _torn(mode)
+        assert _landed_subset(rec, got), mode
+        assert got != rec, mode  # something is missing: the CRC must reject it
+        assert binascii.crc32(got[:-4]) != int.from_bytes(got[-4:], "little"), mode
+        assert f.last_cut_mode == mode
+
+
+def test_torn_program_shapes(world: Any) -> None:
+    rec, got, _ = _torn("none")
+    assert got == b"\xff" * len(rec)  # a page that reads blank but was (partly) programmed
+    rec, got, _ = _torn("all")
+    assert got == rec  # everything landed, the firmware never heard back
+    rec, got, _ = _torn("prefix", 0.5)
+    assert got[:102] == rec[:102] and got[102:] == b"\xff" * (len(rec) - 102)
+    rec, got, _ = _torn("suffix", 0.5)
+    assert got[:102] == b"\xff" * 102 and got[102:] == rec[102:]
+    rec, got, _ = _torn("all_but_tail")
+    assert got[:-4] == rec[:-4] and got[-4:] == b"\xff" * 4
+    rec, got, _ = _torn("all_but_one")
+    diff = sum(bin(a ^ b).count("1") for a, b in zip(rec, got, strict=True))
+    assert diff == 1
+    rec, got, _ = _torn("spread", 0.5)
+    landed = [i for i in range(len(rec)) if got[i] == rec[i] and rec[i] != 0xFF]
+    assert landed and max(landed) > len(rec) // 2 and min(landed) < len(rec) // 2  # spread over the page
+
+
+def _torn_erase(mode: str, part: float = 0.5) -> tuple[bytes, bytes, NorFlash]:
+    f = NorFlash(8192, seed=5)
+    old = bytes(_rec(4092))
+    f.program(0, old)
+    f.arm_cut(f.ops, part=part, mode=mode)
+    with pytest.raises(sim_power.PowerLoss):
+        f.erase_sector(0)
+    return old, _read(f, 0, 4096), f
+
+
+def test_torn_erase_modes(world: Any) -> None:
+    old, got, f = _torn_erase("unchanged")
+    assert got == old
+    _, got, f = _torn_erase("zeros")
+    assert got == bytes(4096)
+    _, got, f = _torn_erase("random")
+    assert got not in (old, bytes(4096), b"\xff" * 4096)
+    old, got, f = _torn_erase("pages", 0.5)
+    pages = [got[p * 256 : (p + 1) * 256] for p in range(16)]
+    erased = [p for p in range(16) if pages[p] == b"\xff" * 256]
+    intact = [p for p in range(16) if pages[p] == old[p * 256 : (p + 1) * 256]]
+    assert erased and intact and len(erased) + len(intact) == 16  # old pages left whole, CRC and all
+    old, got, f = _torn_erase("bits")
+    assert any(g & ~o & 0xFF for g, o in zip(got, old, strict=True))  # bits set
+    assert any(o & ~g & 0xFF for g, o in zip(got, old, strict=True))  # and bits cleared
+    _, got, f = _torn_erase("all")
+    assert got == b"\xff" * 4096 and f.erase_counts[0] == 0
+    assert f.touched_pages()  # looks erased, is not: programming it before an erase is undefined
+
+
+def test_reprogramming_a_page_is_counted_and_not_kind(world: Any) -> None:
+    f = NorFlash(8192, seed=2, on_set_bit="and")
+    f.arm_cut(0, mode="none")
+    with pytest.raises(sim_power.PowerLoss):
+        f.program(0, _rec())
+    assert _read(f, 0, 16) == b"\xff" * 16  # the torn page reads blank
+    f.program(0, _rec())
+    assert (f.reprograms, f.reprograms_blank) == (0, 1)  # counted apart: it read as erased
+    assert _read(f, 0, 204) != _rec()  # undefined result: some cells over-programmed
+    f.program(0, _rec())
+    assert (f.reprograms, f.reprograms_blank) == (1, 1)
+    f.erase_sector(0)
+    f.program(0, _rec())
+    assert f.reprograms == 1 and _read(f, 0, 204) == _rec()  # after an erase it is a fresh page
+    g = NorFlash(8192, seed=2, on_set_bit="and")
+    g.arm_cut(0, 0.5, mode="prefix")
+    with pytest.raises(sim_power.PowerLoss):
+        g.program(0, _rec())
+    g.program(0, _rec())
+    assert (g.reprograms, g.reprograms_blank) == (1, 0)  # bits had landed: a plain reprogram
+    h = NorFlash(8192, on_set_bit="and")
+    h.load_image(g.image(), g.history())
+    h.program(0, _rec())
+    assert h.reprograms == 1  # a copy keeps the program history
+
+
+def test_clock_cuts_draw_every_torn_mode(world: Any) -> None:
+    seen = set()
+    for seed in range(60):
+        f = NorFlash(8192, timing="max", seed=seed + 1)
+        world.power.on = True
+        world.power.pull_at_ms(world.clock.now_ms() + 1.5)
+        with pytest.raises(sim_power.PowerLoss):
+            f.program(0, _rec())
+        seen.add(f.last_cut_mode)
+        f.release()
+    assert seen == set(sim_flash.PROGRAM_MODES)
+
+
+def test_bit_rot_api(world: Any) -> None:
+    f = NorFlash(8192)
+    f.program(0, bytes(16))
+    f.flip_bit(3, 2)
+    assert _read(f, 3, 1) == bytes([4])
+    flips = f.rot(5, seed=4)
+    assert len(flips) == 5 and all(0 <= a < 8192 and 0 <= b < 8 for a, b in flips)
+    g = NorFlash(8192)
+    g.flip_at(1, 100, 0)
+    g.program(0, b"\x00")
+    assert _read(g, 100, 1) == b"\xff"  # not yet: due before operation 1
+    g.program(1, b"\x00")
+    assert _read(g, 100, 1) == b"\xfe"
+    with pytest.raises(OSError):
+        g.flip_bit(8192, 0)

@@ -103,7 +103,7 @@ def test_bad_input_gives_clear_errors_and_changes_nothing(world: Any) -> None:
     assert _code(book.request_payment, 99) == "unknown_sale"
     assert _code(book.print_done, 1) == "illegal_transition"  # PRINTED before PAID
     assert _code(book.close, 1) == "illegal_transition"
-    assert _code(book.open_sale, 2, {"items": ["x" * 100] * 20}) == "too_large"
+    assert _code(book.open_sale, 2, {"items": ["x" * 100] * 30}) == "too_large"
     assert _code(book.open_sale, 0, BODY) == "bad_input"
     assert _code(book.open_sale, "3", BODY) == "bad_input"
     assert _code(book.open_sale, 4, {"x": {1, 2}}) == "bad_input"
@@ -214,7 +214,8 @@ def test_mount_reads_are_flat_in_fill(world: Any) -> None:
         b2, rep = _reboot(world, keep_last=100)
         reads.append(rep["mount"]["mount_bytes_read"])
     assert max(reads) == min(reads), reads
-    assert reads[0] == 16 * (20 + 256) + 256 + REC_PAGES * 256  # headers + checkpoint + active sector
+    # pages 0-2 of every sector, the active sector's headers, its checkpoint and its record pages
+    assert reads[0] == 16 * 3 * 256 + REC_PAGES * 16 + 256 + REC_PAGES * 256
 
 
 def test_new_sale_refused_before_space_runs_out_then_maintenance_frees_it(world: Any) -> None:
@@ -248,8 +249,9 @@ def test_new_sale_refused_before_space_runs_out_then_maintenance_frees_it(world:
         assert book.sale(k)["body"] == BODY
 
 
-def test_keep_last_is_honoured_and_journal_full_is_reported(world: Any) -> None:
-    # keep_last larger than the partition can hold: compaction cannot gain, the journal is full.
+def test_keep_last_too_large_never_stops_sales(world: Any) -> None:
+    # keep_last larger than the partition can hold (profile.load refuses it; a SaleBook built by hand
+    # may still get it): compaction drops the oldest finished sales instead of refusing new ones.
     book, _ = _book(world, sectors=4, keep_last=1000)
     book.recover()
     book.maintenance_allowed = True
@@ -268,7 +270,8 @@ def test_keep_last_is_honoured_and_journal_full_is_reported(world: Any) -> None:
                 codes.add(e2.code)
                 break
         book.idle()
-    assert "journal_full" in codes
+    assert codes <= {"needs_maintenance"}
+    assert book.state(99) == "CLOSED"
 
 
 def test_large_body_uses_data_pages_and_survives_compaction(world: Any) -> None:
@@ -342,18 +345,16 @@ def test_too_many_open_sales(world: Any) -> None:
 
 
 def test_body_split_across_sectors_survives_compaction(world: Any, monkeypatch: Any) -> None:
-    # Normally a body never spans sectors; a page skipped after a failed read-back can still split
-    # one. Force that, then compact the sector holding its first DATA pages.
+    # A body spans two sectors when the active one fills up in the middle of it (an open is one
+    # commit: it never waits for a new sector). Compact the sector holding its first DATA pages.
     book, _ = _book(world, sectors=6, keep_last=3)
     book.recover()
     while book.j.next_page < PAGES - 2:
         book.open_sale(900 + book.j.next_page, BODY)
         book.void(900 + book.j.next_page - 1, "fill")
-    monkeypatch.setattr(book.j, "ensure_room", lambda n: None)
     big = {"items": [[f"line {i}", i, 10 * i] for i in range(30)], "total": 2}
     first = book.j.active
     book.open_sale(1, big)
-    monkeypatch.undo()
     assert book.j.active != first  # the body really was split over two sectors
     erased_before = book.j.erase_counts[first]
     book.request_payment(1)

@@ -90,9 +90,11 @@ def test_flips_in_record_pages_are_skipped_and_counted(world: Any) -> None:
     old = book.j.used_in_order()[0]
     flash.flip_bit(old * 4096 + 3 * 256 + 20, 1)
     flash.flip_bit(act * 4096 + 2 * 256 + 5, 0)
+    flash.flip_bit(act * 4096 + 3 * 256 + 5, 0)  # two bits in one page: detected, not corrected
+    flash.flip_bit(act * 4096 + 3 * 256 + 6, 0)
     book2, rep = _boot(flash)
     assert rep["mount"]["state"] == "ok"
-    assert rep["mount"]["corrupt_skipped"] >= 1
+    assert rep["mount"]["corrupt_skipped"] == 1 and rep["mount"]["corrected"] == 1
     assert book2.state(100) == "PAID"  # the live sale was not in a damaged page
     assert rep["reprint"] == [100]
 
@@ -240,11 +242,17 @@ def test_broken_first_checkpoint_is_not_formatted_away(world: Any) -> None:
     book.open_sale(1, BODY)
     book.request_payment(1)
     book.payment_approved(1, "KEEP")
-    flash.flip_bit(book.j.active * 4096 + 256 + 3, 5)  # the only checkpoint there is
-    with pytest.raises(R.JournalError) as e:
-        _boot(flash)
-    assert e.value.code == "corrupt"  # reported, and the records are still on flash for a technician
-    assert flash.erases == 6
+    ck = book.j.active * 4096 + 256  # the only checkpoint there is (written by the format)
+    flash.flip_bit(ck + 3, 5)
+    book2, rep = _boot(flash)  # one flipped bit: corrected
+    assert rep["reprint"] == [1] and book2.receipt(1)["approval"] == "KEEP"
+    assert rep["mount"]["corrected"] == 1 and rep["mount"]["corrupt_skipped"] == 0
+    flash.flip_bit(ck + 40, 1)
+    flash.flip_bit(ck + 90, 6)  # three bits: detected, the sector replays without its checkpoint
+    book3, rep = _boot(flash)
+    assert rep["reprint"] == [1] and book3.receipt(1)["approval"] == "KEEP"
+    assert rep["mount"]["corrupt_skipped"] == 1
+    assert flash.erases == 6  # never formatted away
 
 
 def test_forced_format_cut_at_every_operation_is_all_or_nothing(world: Any) -> None:

@@ -1,8 +1,11 @@
-"""Power cut at every flash operation of a scripted session (before it, part-way through programs at
-several byte offsets with torn bits, part-way through erases), then reboot, recover, finish and check
-the invariants: no PAID sale lost, originals printed at most once and every PAID sale printed, no sale
-both PAID and VOIDED, the journal always mounts, sequence numbers increase. `make bench` runs the full
-size (bench_journal.py)."""
+"""Power cut at every flash operation of a scripted session (before it, and with every torn shape of
+the harsh NOR model: programs landing none, a prefix, a suffix, spread bits, all but one bit, all but
+the last bytes, all; erases leaving the old content, zeros, random bits, some pages intact, bits set
+and cleared, weak bits, a sector that only looks erased), chains of 8 cuts (inside recovery, formats
+and compaction) and brownout storms; then reboot, recover, finish and check the invariants: no PAID
+sale lost, originals printed at most once and every PAID sale printed, no sale both PAID and VOIDED,
+no sale back from a state the host saw, no page programmed twice, the journal always mounts,
+sequence numbers increase. `make bench` runs the full size (bench_journal.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,23 @@ def test_every_cut_point_of_the_scripted_session(world: Any) -> None:
     r = C.exhaustive(sectors=6, script=C.session(extra=6))
     print(f"\njournal exhaustive cut test: {r['cut_points']} cut points over {r['ops']} flash operations")
     assert r["ops"] > 90  # format, every sale path, data pages, compaction erases
-    assert r["cut_points"] >= 4 * r["ops"]
+    assert r["cut_points"] >= len(C.ERASE_CUTS) * r["ops"]  # every torn shape at every operation
+
+
+def test_every_torn_shape_is_tried() -> None:
+    assert {m for m, _ in C.PROGRAM_CUTS} == {None, *sim_flash.PROGRAM_MODES}
+    assert {m for m, _ in C.ERASE_CUTS} == {None, *sim_flash.ERASE_MODES}
+
+
+def test_cut_chains_of_depth_8(world: Any) -> None:
+    r = C.chains(depth=8, sectors=6, script=C.session(extra=2), seed=16, stride=2)
+    print(f"\njournal cut chains: {r['chains']} chains of depth 8, {r['cuts']} cuts")
+    assert r["chains"] >= 40 and r["cuts"] >= 5 * r["chains"]  # most chains are cut 8 times
+
+
+def test_brownout_storm_quick(world: Any) -> None:
+    r = C.storm(sectors=8, keep_last=4, seed=16, cuts=200)
+    assert r["cuts"] >= 200
 
 
 def test_the_session_compacts_in_the_middle(world: Any, monkeypatch: Any) -> None:

@@ -37,6 +37,8 @@ def _image_with_sales() -> tuple[Any, Any]:
         book.print_done(sid)
         book.close(sid)
         book.idle()
+    while book.maintenance():
+        pass
     book.open_sale(100, {"items": [["live", 1, 1]], "total": 1})
     return flash, book
 
@@ -62,6 +64,7 @@ def test_decoder_agrees_with_the_firmware(world: Any) -> None:
 def test_verify_reports_torn_pages_and_foreign_images(world: Any) -> None:
     flash, book = _image_with_sales()
     flash.flip_bit(book.j.active * 4096 + 2 * 256 + 4, 0)
+    flash.flip_bit(book.j.active * 4096 + 2 * 256 + 5, 0)
     problems = jf.verify(jf.parse(flash.image()))
     assert any("corrupt" in p for p in problems)
     assert jf.verify(jf.parse(b"\x00" * 8192)) != []
@@ -83,15 +86,21 @@ def test_cli_dump_and_verify(world: Any, tmp_path: Path, capsys: Any) -> None:
     assert cmd_journal.run(argparse.Namespace(action="verify", image=str(tmp_path / "missing.bin"))) == 2
 
 
-def test_dump_keeps_records_behind_a_broken_checkpoint(world: Any) -> None:
+def test_dump_corrects_one_bit_and_keeps_records_behind_a_broken_checkpoint(world: Any) -> None:
     flash, book = _image_with_sales()
     act = book.j.active
-    flash.flip_bit(act * 4096 + 256 + 9, 4)
+    ck = next(p for p in range(1, 16) if book.j.read_record(act * 16 + p) and book.j.rbuf[1] == R.T_CHECKPOINT)
+    at = act * 4096 + ck * 256
+    flash.flip_bit(at + 9, 4)
+    img = jf.parse(flash.image())
+    assert img.corrected_pages == [act * 16 + ck] and jf.verify(img) == []
+    flash.flip_bit(at + 30, 1)
+    flash.flip_bit(at + 200, 7)  # three bits: detected, reported, never miscorrected
     data = flash.image()
     img = jf.parse(data)
-    assert img.sectors[act].kind == "damaged"
+    assert img.corrupt_pages == [act * 16 + ck] and img.corrected_pages == []
     assert jf.sales(img, data)[100]["state"] == "OPEN"  # its OPEN record lives in that sector
-    assert any("checkpoint page unreadable" in p for p in jf.verify(img))
+    assert any("torn or corrupt" in p for p in jf.verify(img))
 
 
 def test_dump_from_a_port_that_is_not_there_is_a_clear_error(capsys: Any) -> None:

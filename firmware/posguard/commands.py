@@ -302,7 +302,9 @@ class Commands:
         book = self.book
         if book is not None:
             st = book.stats()
-            r["journal"] = {"fill_pct": st.get("fill_pct"), "spare": st.get("spare"), "live": st.get("live")}
+            r["journal"] = {"fill_pct": st.get("fill_pct"), "spare": st.get("spare"), "live": st.get("live"),
+                            "corrected": st.get("corrected"), "corrupt": st.get("corrupt_skipped"),
+                            "recovery_pending": st.get("recovery_pending")}
             r["reversals"] = book.reversals()
         else:
             r["journal"] = None

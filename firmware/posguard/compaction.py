@@ -1,8 +1,10 @@
 # Compaction: reclaim the oldest used sector (the tail). What must survive it is copied forward first
-# as CARRY records (every unfinished sale, and finished sales among the last `keep_last`), and only then
-# is the tail erased. A cut anywhere leaves either the old copy or both: both is harmless (the newer
-# record wins), and the next maintenance step simply looks at the tail again. Runs only from
-# SaleBook.maintenance(), i.e. when the power policy allows a 400 ms erase.
+# as CARRY records (every unfinished sale, and finished sales among the last `keep_last`), then a
+# checkpoint raises the seq floor past the tail, and only then is the tail erased. A cut anywhere
+# leaves either the old copy or both: both is harmless (the newer record wins), and the next
+# maintenance step looks at the tail again; an erase that was cut and left old pages readable
+# brings nothing back (those records are below the floor). Runs only from SaleBook.maintenance(),
+# i.e. when the power policy allows a 400 ms erase.
 import struct
 
 from posguard import records as R
@@ -10,10 +12,16 @@ from posguard.journal import FIRST_REC, NONE_PG, PAGES, REC_PAGES
 from posguard.saleio import BODY_INLINE, BODY_REFS, CARRY_FIXED, carry_payload
 
 _FINAL = (6, 7, 8, 10)
+# Pages a compaction leaves free after its copies: a cut costs a torn page plus the page the next boot
+# skips, and the checkpoint that raises the floor must still find a page after a few of those.
+_MARGIN = 6
 
 
 def compact_tail(book):
-    """Reclaim the tail sector. Returns True if it was erased, False if that would gain nothing."""
+    """Reclaim the tail sector. Returns True if it was erased, False if that would gain nothing.
+
+    keep_last is what the journal keeps when it can: if carrying the kept finished sales would not
+    free a page, they are dropped from the tail instead (a terminal must always be able to sell)."""
     j = book.j
     order = j.used_in_order()
     if len(order) < 2:
@@ -26,52 +34,72 @@ def compact_tail(book):
         return pg != NONE_PG and lo <= pg < hi
 
     cands = []
-    for p in range(FIRST_REC, PAGES):  # bounded: 14 pages
+    for p in range(FIRST_REC, PAGES):  # bounded: 15 pages
         hh = j.read_header(lo + p)
-        if hh is not None and hh[1] and hh[1] not in cands and j.read_record(lo + p) is not None:
-            cands.append(hh[1])
+        if hh is None:
+            continue
+        h = j.read_record(lo + p)  # every page read whole: a corrected bit, or damage, is counted
+        if h is not None and h[4] and h[0] != R.T_CHECKPOINT and h[4] not in cands:
+            cands.append(h[4])
     closed = {}
     infos = book.io.scan(cands, closed)
-    plan = []
-    pages = 0
-    for sid in cands:
-        f = infos.get(sid)
-        e = book.live.get(sid)
-        if e is not None:
-            state, visited, body_pg, auth_pg, close_seq = e[0], e[1], e[2], e[3], 0
-        elif f is not None and f["state"] in _FINAL:
-            state, visited, body_pg, auth_pg = f["state"], f["visited"], f["body_pg"], f["auth_pg"]
-            close_seq = f["close_seq"]
-            newer = 0
-            for other, cs in closed.items():
-                if cs > close_seq and other != sid:
-                    newer += 1
-            if newer >= book.keep_last:
-                continue  # not among the last keep_last finished sales: its space may go
-        else:
-            continue  # orphan data pages or a sale whose opening record never landed
-        if not (in_tail(body_pg) or in_tail(auth_pg) or _refs_in(j, body_pg, lo, hi)):
-            continue  # already carried, or only old state records in the tail
-        raw = book.io.body_bytes(body_pg)
-        approval = book.io.approval(auth_pg)
-        reason = f["reason"] if f is not None else None
-        plan.append((sid, state, visited, close_seq, raw, approval, reason))
-        pages += 1 + _data_pages(raw, approval, reason) * 2
-    if pages >= REC_PAGES or pages > j.free_pages(0):
-        return False  # the tail holds nothing reclaimable (or no room to move it)
+    floor = j.sseq[order[1]]
+    need_floor = j.floor < floor  # else a checkpoint of an earlier try (its erase was cut) raised it
+    room = j.free_pages() - (1 if need_floor else 0) - _MARGIN
+    for keep in (book.keep_last, 0):
+        plan = []
+        pages = 0
+        for sid in cands:
+            f = infos.get(sid)
+            e = book.live.get(sid)
+            if e is not None:
+                state, visited, body_pg, auth_pg, close_seq = e[0], e[1], e[2], e[3], 0
+            elif f is not None and f["state"] in _FINAL:
+                state, visited, body_pg, auth_pg = f["state"], f["visited"], f["body_pg"], f["auth_pg"]
+                close_seq = f["close_seq"]
+                newer = 0
+                for other, cs in closed.items():
+                    if cs > close_seq and other != sid:
+                        newer += 1
+                if newer >= keep:
+                    continue  # not among the last keep finished sales: its space may go
+            else:
+                continue  # orphan data pages or a sale whose opening record never landed
+            if not (in_tail(body_pg) or in_tail(auth_pg) or _refs_in(j, body_pg, lo, hi)):
+                continue  # already carried, or only old state records in the tail
+            raw = book.io.body_bytes(body_pg)
+            approval = book.io.approval(auth_pg)
+            reason = f["reason"] if f is not None else None
+            plan.append((sid, state, visited, close_seq, raw, approval, reason))
+            pages += 1 + _data_pages(raw, approval, reason)
+        if pages < REC_PAGES - 1 and pages <= room:
+            break
+    else:
+        if plan:
+            return False  # unfinished sales to move and no room for them
+        # Nothing to move, little room left: raise the floor with the last page if there is one. With
+        # none at all (a storm of cuts ate maintenance's spare), erase anyway: a terminal that can never
+        # reclaim a sector is worse than a cut of this very erase leaving dead pages readable.
+        if need_floor and j.free_pages() > 0:
+            j.write_checkpoint(floor)
+        elif need_floor:
+            j.floor = floor  # written into the erase header below
+        j.erase(tail)
+        return True
     for sid, state, visited, close_seq, raw, approval, reason in plan:
         pg = _carry(j, sid, state, visited, close_seq, raw, approval, reason)
         e = book.live.get(sid)
         if e is not None:
             e[2] = pg
             e[3] = pg if approval else NONE_PG
+    if need_floor or plan:
+        j.write_checkpoint(floor)  # everything in the tail is below the floor from here on
     j.erase(tail)
     return True
 
 
 def _refs_in(j, body_pg, lo, hi):
-    """True if the sale's body lives on DATA pages inside [lo, hi) (normally they share the body
-    record's sector; a page skipped after a failed read-back can push them apart)."""
+    """True if the sale's body lives on DATA pages inside [lo, hi) (a body may span two sectors)."""
     if body_pg == NONE_PG:
         return False
     h = j.read_record(body_pg)
@@ -112,7 +140,6 @@ def _carry(j, sid, state, visited, close_seq, raw, approval, reason):
     a = _enc(approval)
     r = _enc(reason)
     nd = _data_pages(raw, approval, reason)
-    j.ensure_room(nd + 1)  # a body never spans two sectors
     if nd == 0:
         body = raw or b""
         kind = BODY_INLINE

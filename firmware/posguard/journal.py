@@ -3,28 +3,38 @@
 # on esp32.Partition and on the simulated NOR flash.
 #
 # Sector layout (4 KiB erase unit, 256-byte pages; docs/reference/storage.md):
-#   page 0   T_ERASED header: written right after a verified erase (erase count, format generation)
-#   page 1   T_CHECKPOINT: written when the sector becomes the active one; lists every unfinished sale
-#   page 2.. one record per page, appended in order
-# Why: a commit is one page program into pre-erased space (never an erase: 400 ms worst case could
-# not be held up by the supply), and mount reads two pages per sector plus the active sector only.
+#   page 0    T_ERASED header: written right after a verified erase (erase count, highest count known,
+#             seq floor, format generation)
+#   page 1..  one record per page, appended in sequence order. A CHECKPOINT (the unfinished sales and
+#             the floor) is an ordinary record: idle() writes one into a sector that has none, and
+#             compaction writes one before it erases. A commit never writes one.
+# Why: a commit is one page program into pre-erased space (never an erase, never a second program:
+# a commit that finds the active sector full lands in the least-worn spare), and mount reads the
+# first pages of every sector plus the sectors from the newest checkpoint on.
+# Every record carries its sequence number, so a sector's age never hinges on one page, and the seq
+# floor (every record below it was reclaimed) keeps records a torn erase left readable dead.
+import struct
+
 from micropython import const
 
 from posguard import records as R
 
 SECTOR = const(4096)
 PAGES = const(16)  # pages per sector
-FIRST_REC = const(2)  # first record page of a sector
-REC_PAGES = const(14)  # record pages per sector
+FIRST_REC = const(1)  # first record page of a sector
+REC_PAGES = const(15)  # record pages per sector
 NONE_PG = const(0xFFFF)
 
-# Sector kinds (RAM only: rebuilt at mount from the two header pages)
-K_DIRTY = const(0)  # must be erased before use (interrupted erase, torn checkpoint, old generation)
-K_SPARE = const(1)  # verified erased, header written, ready to become active
+# Sector kinds (RAM only: rebuilt at mount)
+K_DIRTY = const(0)  # must be erased before use (interrupted erase, stale records, old generation)
+K_SPARE = const(1)  # verified erased, header written, no record yet
 K_USED = const(2)  # holds records (the active one and older ones)
 K_RETIRED = const(3)  # failed its post-erase verify: never used again
 
 _MAX_APPEND_TRIES = const(3)  # pages skipped after a failed read-back before giving up
+_HDR_PAYLOAD = "<II"  # T_ERASED payload: highest erase count known, seq floor
+_CK_FMT = "<II"  # CHECKPOINT payload head: seq floor, highest erase count known; then the sale entries
+_CK_HEAD = const(8)
 
 
 class Journal:
@@ -41,31 +51,56 @@ class Journal:
         self.rbuf = bytearray(R.PAGE)  # every read lands here; callers copy what they keep
         self.rmv = memoryview(self.rbuf)
         self.kind = bytearray(self.nsec)
-        self.erase_counts = [0] * self.nsec
-        self.sseq = [0] * self.nsec  # checkpoint sequence of used sectors: their age order
+        self.start = bytearray(self.nsec)  # first page a spare may take (2 after a mount: 1 is suspect)
+        self.erase_counts = [0] * self.nsec  # never lowered: a lost header keeps the highest known
+        self.sseq = [0] * self.nsec  # sequence number of a used sector's first valid record: age order
+        self.bad = bytearray((self.nsec * PAGES + 7) // 8)  # pages found torn or damaged (counted once)
+        self.fixd = bytearray((self.nsec * PAGES + 7) // 8)  # pages whose flipped bit was corrected
         self.active = -1
         self.next_page = PAGES
+        self.ck_active = False  # the active sector holds a checkpoint (else idle() writes one)
         self.seq = 0
+        self.floor = 0  # every record with a lower sequence number was reclaimed (dead if read again)
+        self.count_known = 0  # highest erase count written down (headers, checkpoints): a lost one is not lower
         self.gen = 0
         self.max_gen = 0
-        self.max_ckpt_gen = 0  # newest generation that has a checkpoint (tells a cut format apart)
-        self.corrupt = 0  # records found torn or corrupt (skipped)
+        self.corrupt = 0  # distinct pages found torn or damaged beyond repair
+        self.corrected = 0  # distinct pages read with one flipped bit, corrected
         self.bytes_read = 0
         self.mount_bytes_read = 0
         self.mounted = False
         self.state = "unmounted"  # after mount: ok | blank | not_formatted | corrupt
-        self.checkpoint_fn = None  # () -> bytes: the payload of the next checkpoint (the sale book)
+        self.checkpoint_fn = None  # () -> bytes: the sale entries of the next checkpoint (the sale book)
+        self.maint = False  # True while maintenance runs: only then may a program take the last spare
+        self.skip_due = False  # after a mount: the page after the last written one is never programmed
 
     # -- raw access -----------------------------------------------------------------------------
     def _read(self, pg, n=R.PAGE):
         self.part.readblocks(pg // PAGES, self.rmv[:n], (pg % PAGES) * R.PAGE)
         self.bytes_read += n
 
+    def _mark(self, bits, pg):
+        m = 1 << (pg & 7)
+        if bits[pg >> 3] & m:
+            return False
+        bits[pg >> 3] |= m
+        return True
+
+    def _decode(self, pg):
+        """Decode rbuf (page pg, read whole); counts a corrected bit or a damaged page once."""
+        h = R.decode(self.rbuf)
+        if h is None:
+            if not R.is_blank(self.rbuf) and self._mark(self.bad, pg):
+                self.corrupt += 1
+        elif h[7] and self._mark(self.fixd, pg):
+            self.corrected += 1
+        return h
+
     def read_record(self, pg):
         """Decode the record at page pg into rbuf; returns the header tuple or None (blank/torn)."""
         self._read(pg)
-        h = R.decode(self.rbuf)
-        if h is not None and h[6] != self.gen & 0xFFFF:
+        h = self._decode(pg)
+        if h is not None and (h[6] != self.gen & 0xFFFF or h[3] < self.floor or h[0] < R.T_CHECKPOINT):
             return None
         return h
 
@@ -74,7 +109,7 @@ class Journal:
         self._read(pg, R.HDR)
         b = self.rbuf
         if b[0] != R.MAGIC:
-            return None
+            return None if b[0] == 0xFF else (0, 0)  # (0, 0): not plausible, read the whole page
         return (b[1], b[8] | (b[9] << 8) | (b[10] << 16) | (b[11] << 24))
 
     def payload(self, h):
@@ -88,146 +123,229 @@ class Journal:
             raise R.JournalError("flash_fault", "page program at page %d failed: %s" % (pg, e))
 
     # -- mount ------------------------------------------------------------------------------------
-    def mount(self, replay):
-        """Find the active sector and replay its checkpoint and records through replay(pg, h, payload).
+    def _first_valid(self, s, p0):
+        """(seq, gen, last non-blank page) of sector s from page p0 on; seq -1 if no valid record.
+        Bounded: the sector's pages. Only for sectors whose first record page is damaged."""
+        seq = -1
+        gen = 0
+        last = p0 - 1
+        for p in range(p0, PAGES):
+            pg = s * PAGES + p
+            self._read(pg)
+            h = self._decode(pg)
+            if h is None:
+                if not R.is_blank(self.rbuf):
+                    last = p
+                continue
+            last = p
+            if h[0] >= R.T_CHECKPOINT and seq < 0:
+                seq = h[3]
+                gen = h[6]
+        return seq, gen, last
 
-        Reads page 0 (20 bytes) and page 1 of every sector, then the active sector's record pages:
-        the cost depends on the partition size, never on how full the journal is.
-        Sets self.state; returns it. Never raises for torn or corrupt content.
+    def mount(self, replay):
+        """Find the active sector and replay the newest checkpoint and every later record through
+        replay(pg, h, payload) (h None: a damaged page; payload is then the sale id it probably named).
+
+        Reads pages 0-1 of every sector (page 2 too of a sector whose page 1 is blank), the whole of a
+        sector whose first record page is damaged, and the sectors from the newest checkpoint on:
+        one sector when idle() ran since the last sector change. Never raises for torn or corrupt
+        content. Sets self.state; returns it.
         """
         start = self.bytes_read
         self.mounted = False
-        self.corrupt = 0
         self.active = -1
-        best = -1
-        best_seq = -1
-        maxgen = 0
-        ckgen = 0
-        blank = 0
+        self.corrupt = 0
+        self.corrected = 0
+        for i in range(len(self.bad)):
+            self.bad[i] = 0
+            self.fixd[i] = 0
+        nsec = self.nsec
+        gens = [0] * nsec
+        floor = 0
+        top = 0
+        hdr_gen = 0
         ours = 0
-        gens = [0] * self.nsec
-        p1b = bytearray(self.nsec)  # page 1 blank, per sector
-        for s in range(self.nsec):  # bounded: one pass over the sectors
+        blank = 0
+        for s in range(nsec):  # bounded: one pass over the sectors
             pg0 = s * PAGES
-            self._read(pg0, R.HDR + R.CRC)
-            h0 = None
-            if self.rbuf[12] == 0 and self.rbuf[13] == 0:
-                h0 = R.decode(self.rbuf)
-            b0 = R.is_blank(self.rbuf, R.HDR + R.CRC)
-            self._read(pg0 + 1)
-            h1 = R.decode(self.rbuf)
-            b1 = R.is_blank(self.rbuf)
-            if b1:
-                p1b[s] = 1
-            self.kind[s] = K_DIRTY
+            self._read(pg0)
+            h0 = self._decode(pg0)
+            b0 = h0 is None and R.is_blank(self.rbuf)
+            hgen = -1
             if h0 is not None and h0[0] in (R.T_ERASED, R.T_RETIRED):
                 ours += 1
-                self.erase_counts[s] = h0[4]
-                gens[s] = h0[6]
-                maxgen = max(maxgen, h0[6])
+                hgen = h0[6]
+                hdr_gen = max(hdr_gen, hgen)
+                if self.erase_counts[s] < h0[4]:
+                    self.erase_counts[s] = h0[4]
+                top = max(top, h0[4])
+                if h0[5] >= 8:
+                    known, hfloor = struct.unpack_from(_HDR_PAYLOAD, self.rbuf, R.HDR)
+                    top = max(top, known)
+                    floor = max(floor, hfloor)
                 if h0[0] == R.T_RETIRED:
                     self.kind[s] = K_RETIRED
                     continue
-                if b1:
-                    self.kind[s] = K_SPARE
-            elif b0 and b1:
-                blank += 1
-            if h1 is not None and h1[0] == R.T_CHECKPOINT:
+            self.kind[s] = K_DIRTY
+            self.start[s] = PAGES
+            # Pages 1 and 2 of every sector (a spare taken after a mount starts at page 2): the same
+            # reads whatever the fill.
+            self._read(pg0 + 1)
+            h1 = self._decode(pg0 + 1)
+            b1 = h1 is None and R.is_blank(self.rbuf)
+            if h1 is not None:
+                h1 = (h1[0], h1[3], h1[6])  # rbuf is read again below
+            self._read(pg0 + 2)
+            h2 = self._decode(pg0 + 2)
+            b2 = h2 is None and R.is_blank(self.rbuf)
+            seq = -1
+            gen = 0
+            last = 0 if b1 else 1
+            if h1 is not None and h1[0] >= R.T_CHECKPOINT:
+                seq, gen = h1[1], h1[2]
+            elif h2 is not None and h2[0] >= R.T_CHECKPOINT:
+                seq, gen = h2[3], h2[6]
+            elif b1 and b2:
+                if b0:
+                    blank += 1
+                    continue
+            else:
+                # The first record pages are damaged: the sector's age never hinges on them.
+                seq, gen, last = self._first_valid(s, 3)
+                if last < 3:
+                    last = 1 if b2 else 2
+            if seq >= 0:
                 self.kind[s] = K_USED
-                self.sseq[s] = h1[3]
-                gens[s] = h1[6]
-                maxgen = max(maxgen, h1[6])
-                ckgen = max(ckgen, h1[6])
-                if h1[3] > best_seq:
-                    best_seq = h1[3]
-                    best = s
-        known = [self.erase_counts[s] for s in range(self.nsec) if self.kind[s] != K_DIRTY]
-        top = max(known) if known else 0
-        for s in range(self.nsec):
-            if self.kind[s] == K_DIRTY:
-                self.erase_counts[s] = max(self.erase_counts[s], top)  # lost with its header
-        self.max_gen = maxgen
-        self.max_ckpt_gen = ckgen
+                self.sseq[s] = seq
+                gens[s] = gen
+            elif hgen >= 0 and h0[0] == R.T_ERASED and last + 2 < PAGES:
+                self.kind[s] = K_SPARE  # page last + 1 may hold a program cut blank: never reused
+                self.start[s] = last + 2
+                gens[s] = hgen
+        for s in range(nsec):  # a lost header: the highest count known, never lower than before
+            if self.kind[s] == K_DIRTY and self.erase_counts[s] < top:
+                self.erase_counts[s] = top
+        self.max_gen = hdr_gen
+        self.floor = floor
+        self.count_known = top
+        self.seq = max(self.seq, floor - 1)
+        rec_gen = 0
+        for s in range(nsec):
+            if self.kind[s] == K_USED:
+                if self.sseq[s] < floor:
+                    self.kind[s] = K_DIRTY  # reclaimed: an erase that was cut left it readable
+                else:
+                    rec_gen = max(rec_gen, gens[s])
         self.mount_bytes_read = self.bytes_read - start
-        if best < 0:
-            if blank == self.nsec:
+        order = self._used_of_gen(rec_gen, gens) if rec_gen else []
+        if not order:
+            if blank == nsec:
                 self.state = "blank"
-            elif (ours or blank >= self.nsec - 1) and not self._any_records(p1b):
-                # Our erase headers (CRC-checked: foreign data does not have them) and no record
-                # anywhere, or a blank partition with one torn sector: a format that was cut (maybe
-                # several times). Anything else is foreign, or records behind broken checkpoints:
-                # never formatted away automatically.
+            elif ours or blank >= nsec - 1:
+                # Our erase headers and no live record anywhere (every sector with a non-blank record
+                # page was read through): a format that was cut. Foreign content is never formatted.
                 self.state = "not_formatted"
             else:
-                self.state = "corrupt"  # foreign content, or our checkpoints all destroyed
+                self.state = "corrupt"
             return self.state
-        self.gen = gens[best]
-        if self.gen != maxgen:
+        self.gen = rec_gen
+        if hdr_gen > rec_gen:
             self.state = "not_formatted"  # a newer format began and did not finish
             return self.state
-        for s in range(self.nsec):  # anything of another generation is stale
-            if self.kind[s] in (K_USED, K_SPARE) and gens[s] != self.gen:
+        for s in range(nsec):  # anything of another generation is stale
+            if self.kind[s] == K_SPARE and gens[s] != rec_gen:
                 self.kind[s] = K_DIRTY
-        self.seq = best_seq
-        # A sector whose checkpoint page is unreadable (a flipped bit) but whose first record page
-        # is valid still holds records: keep it, and replay it if it is newer than the checkpoint.
-        chain = [best]
-        for s in range(self.nsec):
-            if self.kind[s] == K_DIRTY and not p1b[s]:
-                self._read(s * PAGES + FIRST_REC)
-                h = R.decode(self.rbuf)
-                if h is not None and h[6] == self.gen and h[0] >= R.T_DATA:
-                    self.kind[s] = K_USED
-                    self.sseq[s] = h[3] - 1
-                    if h[3] > best_seq:
-                        chain.append(s)
-        if len(chain) > 2:
-            tail = chain[1:]
-            tail.sort(key=lambda s: self.sseq[s])
-            chain = [best] + tail
-        h = self.read_record(best * PAGES + 1)
-        replay(best * PAGES + 1, h, self.payload(h))
-        last = FIRST_REC - 1
-        for s in chain:  # bounded: the active sector (and, after damage, the few sectors after it)
-            last = FIRST_REC - 1
-            for p in range(FIRST_REC, PAGES):  # bounded: 14 record pages
+        # Walk back from the newest sector to the newest checkpoint (bounded: the used sectors).
+        ck = -1
+        first = 0
+        i = len(order) - 1
+        while i >= 0 and ck < 0:
+            s = order[i]
+            for p in range(FIRST_REC, PAGES):  # bounded: 15 headers (all of them: flat in fill)
+                hh = self.read_header(s * PAGES + p)
+                if hh is not None and hh[0] == R.T_CHECKPOINT or hh == (0, 0):
+                    h = self.read_record(s * PAGES + p)
+                    if h is not None and h[0] == R.T_CHECKPOINT:
+                        ck = s * PAGES + p
+            first = i
+            i -= 1
+        if ck < 0:
+            first = 0  # no readable checkpoint: replay every live sector from an empty state
+        self.ck_active = ck >= 0 and ck // PAGES == order[-1]
+        last_seq = -1
+        last_nb = 0
+        for i in range(first, len(order)):  # bounded: the sectors from the newest checkpoint on
+            s = order[i]
+            last_nb = 0
+            p0 = FIRST_REC if ck < 0 or i != first else ck % PAGES
+            for p in range(FIRST_REC, PAGES):  # the whole sector: its last written page is needed
                 pg = s * PAGES + p
                 h = self.read_record(pg)
+                if p < p0:
+                    if h is not None or not R.is_blank(self.rbuf):
+                        last_nb = p
+                    continue
                 if h is None:
                     if not R.is_blank(self.rbuf):
-                        self.corrupt += 1  # torn or corrupt: skipped, and never written over
-                        last = p
+                        last_nb = p
+                        replay(pg, None, R.raw_sale_id(self.rbuf))
                     continue
-                last = p
+                last_nb = p
+                if h[3] <= last_seq:
+                    continue  # not newer than what was replayed: never trusted
+                last_seq = h[3]
                 if h[3] > self.seq:
                     self.seq = h[3]
                 if h[0] == R.T_FORMAT:
                     self.state = "not_formatted"
+                    self.mount_bytes_read = self.bytes_read - start
                     return self.state
-                replay(pg, h, self.payload(h))
-        self.active = chain[-1]
-        self.next_page = last + 1
+                if h[0] == R.T_CHECKPOINT and h[5] >= _CK_HEAD:
+                    f, c = struct.unpack_from(_CK_FMT, self.rbuf, R.HDR)
+                    self.floor = max(self.floor, f)
+                    self.count_known = max(self.count_known, c)
+                replay(pg, h, self.payload(h)[_CK_HEAD:] if h[0] == R.T_CHECKPOINT else self.payload(h))
+        self.active = order[-1]
+        # The page after the last written one may hold a program a cut left blank: the first program
+        # of this boot skips it (a boot that programs nothing wastes nothing).
+        self.next_page = min(PAGES, last_nb + 1)
+        self.skip_due = True
+        for s in range(nsec):  # sectors a checkpoint's floor says were reclaimed
+            if self.kind[s] == K_USED and self.sseq[s] < self.floor and s != self.active:
+                self.kind[s] = K_DIRTY
+            if self.kind[s] == K_DIRTY and self.erase_counts[s] < self.count_known:
+                self.erase_counts[s] = self.count_known  # its header is lost: never count it lower
         self.mount_bytes_read = self.bytes_read - start
         self.mounted = True
         self.state = "ok"
         return self.state
 
-    def _any_records(self, p1b):
-        for s in range(self.nsec):  # bounded: one page per sector whose page 1 is not blank
-            if not p1b[s]:
-                self._read(s * PAGES + FIRST_REC)
-                h = R.decode(self.rbuf)
-                if h is not None and h[0] >= R.T_DATA:
-                    return True
-        return False
+    def _used_of_gen(self, gen, gens):
+        out = []
+        for s in range(self.nsec):
+            if self.kind[s] == K_USED:
+                if gens[s] == gen:
+                    out.append(s)
+                else:
+                    self.kind[s] = K_DIRTY
+        out.sort(key=lambda s: self.sseq[s])
+        return out
 
     # -- append -----------------------------------------------------------------------------------
     def append(self, rtype, state, flags, sale_id, payload):
-        """Commit one record: one page program into erased space. Returns its page index."""
+        """Commit one record: one page program into erased space. Returns its page index.
+
+        When the active sector is full the record lands in the least-worn spare (checked blank by
+        reads): still one program. idle() writes that sector's checkpoint later."""
         self._need_mounted()
+        if self.skip_due:
+            self.skip_due = False
+            if self.next_page < PAGES:
+                self.next_page += 1
         for _ in range(_MAX_APPEND_TRIES):
             if self.next_page >= PAGES:
-                self.roll()
+                self._take_spare()
             pg = self.active * PAGES + self.next_page
             seq = self.seq + 1
             n = R.encode(self.wbuf, rtype, state, flags, seq, sale_id, self.gen, payload)
@@ -237,27 +355,43 @@ class Journal:
             h = self.read_record(pg)
             if h is not None and h[3] == seq:
                 return pg
-            self.corrupt += 1  # read-back failed (a weak or stuck bit): skip the page, write again
         raise R.JournalError("flash_fault", "record did not verify after %d tries" % _MAX_APPEND_TRIES)
 
-    def ensure_room(self, n):
-        """Make sure the next n records land in one sector (a sale body never spans sectors)."""
-        self._need_mounted()
-        if self.next_page + n > PAGES:
-            self.roll()
+    def write_checkpoint(self, floor=-1):
+        """Append a checkpoint (floor u32 + the sale book's entries). Maintenance / idle only."""
+        if floor > self.floor:
+            self.floor = floor
+        entries = self.checkpoint_fn() if self.checkpoint_fn is not None else b""
+        payload = bytearray(_CK_HEAD + len(entries))
+        known = max(self.count_known, max(self.erase_counts))
+        struct.pack_into(_CK_FMT, payload, 0, self.floor, known)
+        payload[_CK_HEAD:] = entries
+        pg = self.append(R.T_CHECKPOINT, 0, 0, 0, payload)
+        self.count_known = known
+        self.ck_active = True
+        return pg
 
     def roll(self):
-        """Start a new active sector: pick the least-worn spare, check it is blank, write its checkpoint."""
+        """Start a new active sector now and write its checkpoint (maintenance and tests only: two
+        programs; a commit never calls this)."""
         self._need_mounted()
+        self._take_spare()
+        return self.write_checkpoint()
+
+    def _take_spare(self):
+        """The least-worn spare becomes the active sector (reads only: its free pages must be blank).
+        The last spare is compaction's: only maintenance takes it (then it can always move a tail)."""
         for _ in range(self.nsec):  # bounded: each try uses up or rejects one spare
             s = self._pick_spare()
+            if s >= 0 and not self.maint and self.spare_count() <= 1:
+                raise R.JournalError("needs_maintenance", "the last erased sector is kept for maintenance")
             if s < 0:
                 raise R.JournalError(
                     "needs_maintenance" if self.dirty_count() or self.used_count() > 1 else "journal_full",
                     "no erased sector left: run maintenance",
                 )
             ok = True
-            for p in range(1, PAGES):
+            for p in range(self.start[s], PAGES):
                 self._read(s * PAGES + p)
                 if not R.is_blank(self.rbuf):
                     ok = False
@@ -265,20 +399,12 @@ class Journal:
             if not ok:
                 self.kind[s] = K_DIRTY
                 continue
-            payload = self.checkpoint_fn() if self.checkpoint_fn is not None else b""
-            seq = self.seq + 1
-            n = R.encode(self.wbuf, R.T_CHECKPOINT, 0, 0, seq, 0, self.gen, payload)
-            self.seq = seq
-            self.kind[s] = K_DIRTY  # until the checkpoint verifies
-            self._program(s * PAGES + 1, n)
-            h = self.read_record(s * PAGES + 1)
-            if h is None or h[3] != seq:
-                self.corrupt += 1
-                continue
             self.kind[s] = K_USED
-            self.sseq[s] = seq
+            self.sseq[s] = self.seq + 1
             self.active = s
-            self.next_page = FIRST_REC
+            self.next_page = self.start[s]
+            self.ck_active = False
+            self.skip_due = False  # the suspect page was in the sector left behind
             return s
         raise R.JournalError("journal_full", "no usable sector")
 
@@ -297,49 +423,50 @@ class Journal:
             raise R.JournalError("illegal_transition", "the active sector cannot be erased")
         count = self.erase_counts[s] + 1
         gen = self.gen if gen is None else gen
-        self.kind[s] = K_DIRTY
+        self.kind[s] = K_DIRTY  # from here on never the target of a program
+        if count > self.count_known and self.mounted and self.active >= 0:
+            # The new count is the highest: write it down elsewhere first, or an erase that is cut
+            # (the header gone) would leave it counted lower than the flash wore.
+            self.erase_counts[s] = count
+            try:
+                self.write_checkpoint()
+            except R.JournalError:
+                pass  # no room: the count of a lost header is then the highest written down
+            self.erase_counts[s] = count - 1
         try:
             self.part.ioctl(6, s)
         except OSError as e:
             raise R.JournalError("flash_fault", "erase of sector %d failed: %s" % (s, e))
         self.erase_counts[s] = count
+        for p in range(PAGES):  # a new erase: the sector's damage marks no longer apply
+            pg = s * PAGES + p
+            self.bad[pg >> 3] &= ~(1 << (pg & 7))
+            self.fixd[pg >> 3] &= ~(1 << (pg & 7))
+        self.count_known = max(self.count_known, count)
+        hp = struct.pack(_HDR_PAYLOAD, self.count_known, self.floor)
         for p in range(PAGES):
             self._read(s * PAGES + p)
             if not R.is_blank(self.rbuf):
                 # Post-erase verify failed: retire the sector (mark it if the header page allows).
                 self.kind[s] = K_RETIRED
                 if p != 0:
-                    n = R.encode(self.wbuf, R.T_RETIRED, 0, 0, 0, count, gen, b"")
+                    n = R.encode(self.wbuf, R.T_RETIRED, 0, 0, 0, count, gen, hp)
                     self._program(s * PAGES, n)
                 return False
-        n = R.encode(self.wbuf, R.T_ERASED, 0, 0, 0, count, gen, b"")
+        n = R.encode(self.wbuf, R.T_ERASED, 0, 0, 0, count, gen, hp)
         self._program(s * PAGES, n)
-        self._read(s * PAGES, R.HDR + R.CRC)
+        self._read(s * PAGES)
         if R.decode(self.rbuf) is None:
-            self.corrupt += 1
             return False  # stays dirty: erased again next time
         self.kind[s] = K_SPARE
+        self.start[s] = FIRST_REC
         return True
 
     def erase_one_dirty(self):
         for s in range(self.nsec):
             if self.kind[s] == K_DIRTY and s != self.active:
-                first = self._first_record_seq(s)
-                if first >= 0:
-                    # Valid records behind a damaged header: keep the sector as used (compaction
-                    # will move what matters out of it), never erase data because a header broke.
-                    self.kind[s] = K_USED
-                    self.sseq[s] = first - 1
-                    continue
                 self.erase(s)
                 return s
-        return -1
-
-    def _first_record_seq(self, s):
-        for p in range(FIRST_REC, PAGES):
-            h = self.read_record(s * PAGES + p)
-            if h is not None and h[0] >= R.T_DATA:
-                return h[3]
         return -1
 
     def format(self):
@@ -348,9 +475,9 @@ class Journal:
         A format that was cut is finished, not restarted: sectors already erased into its generation
         (and still blank) are kept, so repeated power cuts during a format still make progress.
         """
-        resume = not self.mounted and self.max_gen > self.max_ckpt_gen
+        resume = not self.mounted and self.max_gen > self.gen
         if resume:
-            new_gen = self.max_gen  # erase headers newer than every checkpoint: an unfinished format
+            new_gen = self.max_gen  # erase headers newer than every record: an unfinished format
         else:
             new_gen = (max(self.gen, self.max_gen) + 1) & 0xFFFF or 1
         if self.mounted:
@@ -358,6 +485,7 @@ class Journal:
                 self.append(R.T_FORMAT, 0, 0, 0, b"")  # mount refuses this journal from now on
             except R.JournalError:
                 pass
+        self.floor = self.seq + 1  # every record written so far is dead from the first new header on
         old_active = self.active
         self.active = -1
         self.mounted = False
@@ -370,20 +498,23 @@ class Journal:
         self.max_gen = new_gen
         self.mounted = True
         self.state = "ok"
-        self.roll()
+        self.next_page = PAGES
+        self.write_checkpoint()
 
     def _is_clean(self, s, gen):
         """Sector s already erased into generation gen and still blank: mark it spare."""
-        self._read(s * PAGES, R.HDR + R.CRC)
-        h = R.decode(self.rbuf) if self.rbuf[12] == 0 and self.rbuf[13] == 0 else None
+        self._read(s * PAGES)
+        h = R.decode(self.rbuf)
         if h is None or h[0] != R.T_ERASED or h[6] != gen:
             return False
         for p in range(1, PAGES):
             self._read(s * PAGES + p)
             if not R.is_blank(self.rbuf):
                 return False
-        self.erase_counts[s] = h[4]
+        if self.erase_counts[s] < h[4]:
+            self.erase_counts[s] = h[4]
         self.kind[s] = K_SPARE
+        self.start[s] = FIRST_REC + 1  # the cut may have been a program of page 1 that left it blank
         return True
 
     # -- sectors ----------------------------------------------------------------------------------
@@ -409,10 +540,17 @@ class Journal:
     def used_count(self):
         return self.count(K_USED)
 
-    def free_pages(self, reserve_spares=0):
-        """Record pages that can be written without an erase, keeping reserve_spares sectors aside."""
-        active_free = PAGES - self.next_page if self.active >= 0 else 0
-        return active_free + REC_PAGES * max(0, self.spare_count() - reserve_spares)
+    def free_pages(self, maint=True):
+        """Record pages that can be written without an erase (maint False: not counting the last
+        spare, which only maintenance takes)."""
+        n = PAGES - self.next_page - (1 if self.skip_due else 0) if self.active >= 0 else 0
+        n = max(0, n)
+        most = 0
+        for s in range(self.nsec):
+            if self.kind[s] == K_SPARE:
+                n += PAGES - self.start[s]
+                most = max(most, PAGES - self.start[s])
+        return n if maint else n - most
 
     def _need_mounted(self):
         if not self.mounted:
@@ -432,7 +570,9 @@ class Journal:
             "fill_pct": (100 * (usable - free) // usable) if usable else 100,
             "erase_counts": list(self.erase_counts),
             "corrupt_skipped": self.corrupt,
+            "corrected": self.corrected,
             "seq": self.seq,
+            "floor": self.floor,
             "generation": self.gen,
             "mount_bytes_read": self.mount_bytes_read,
         }

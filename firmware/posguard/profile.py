@@ -272,7 +272,24 @@ def validate(data):
     if data["printer"]["uart_id"] in (_REPL_UART, data["host"]["uart_id"]):
         raise ProfileError("profile key 'printer.uart_id' must differ from the REPL's UART0 and host.uart_id")
     _check_ranges(data)
+    _check_journal(data["journal"], data["host"]["line_max"])
     return data
+
+
+def _check_journal(j, line_max):
+    # A sale body is built from one host request line, so line_max bounds it: the journal must store
+    # such a body, and keep_last finished sales of that size must leave room for every new sale.
+    from posguard import journal_limits as L
+
+    if j["size_kb"] < 16 or j["size_kb"] % 4:
+        raise ProfileError("profile key 'journal.size_kb' must be a multiple of 4 (sectors), at least 16")
+    if line_max > L.MAX_BODY:
+        raise ProfileError("profile key 'host.line_max' is %d: the journal stores sale bodies of at most %d bytes" % (
+            line_max, L.MAX_BODY))
+    most = L.keep_last_max(j["size_kb"] // 4, line_max)
+    if not 0 <= j["keep_last"] <= most:
+        raise ProfileError("profile key 'journal.keep_last' is %d: a %d KiB journal keeps at most %d finished sales "
+                           "of up to host.line_max=%d bytes" % (j["keep_last"], j["size_kb"], most, line_max))
 
 
 def load(path="board.json"):

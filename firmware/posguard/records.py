@@ -1,4 +1,5 @@
-# On-flash record format of the sale journal: one record per 256-byte page, self-validating.
+# On-flash record format of the sale journal: one record per 256-byte page, self-validating and
+# self-correcting.
 #
 #   offset size  field
 #   0      1     magic 0xA5
@@ -10,8 +11,13 @@
 #   12     2     payload length
 #   14     2     format generation (records of an older format are never trusted)
 #   16     n     payload
-#   16+n   4     CRC-32 (binascii.crc32) of bytes 0 .. 16+n
-# The page is programmed once; bytes after the CRC stay 0xFF. docs/journal.md has a table per type.
+#   16+n   ..    0xFF up to byte 251
+#   252    4     CRC-32 (binascii.crc32) of bytes 0 .. 251, at a fixed place
+# Why the CRC sits at a fixed place over the whole page: CRC-32 is linear, so the difference between
+# the stored and the computed CRC (the syndrome) of a page with one flipped bit names that bit; it is
+# found by stepping the CRC register once per bit position (no table). Over 2048 bits CRC-32 has a
+# Hamming distance of 5 (docs/reference/storage.md): one flipped bit is corrected, two or three are
+# always detected (never "corrected" into another record). The page is programmed once, whole.
 import binascii
 import struct
 
@@ -20,12 +26,13 @@ from micropython import const
 PAGE = const(256)  # one page program (docs/reference/storage.md)
 HDR = const(16)
 CRC = const(4)
-MAX_PAYLOAD = const(236)  # PAGE - HDR - CRC
+BODY_END = const(252)  # PAGE - CRC: the CRC covers bytes 0 .. BODY_END - 1
+MAX_PAYLOAD = const(236)  # BODY_END - HDR
 MAGIC = const(0xA5)
 
-T_ERASED = const(0x01)  # page 0 of a verified, erased sector: erase count
+T_ERASED = const(0x01)  # page 0 of a verified, erased sector: erase count, highest count known, floor
 T_RETIRED = const(0x02)  # page 0 of a sector that failed its post-erase verify
-T_CHECKPOINT = const(0x10)  # page 1 of the active sector: the unfinished sales when it was started
+T_CHECKPOINT = const(0x10)  # the unfinished sales and the floor (written by idle / maintenance only)
 T_DATA = const(0x20)  # part of a sale body too big for one record
 T_OPEN = const(0x21)  # a new sale: its body (inline or page references)
 T_STATE = const(0x22)  # a state transition (+ approval code or void reason)
@@ -44,6 +51,11 @@ TYPE_NAMES = {
 }
 
 _FMT = "<BBBBIIHH"
+# The reflected CRC-32 polynomial of binascii.crc32, in two 16-bit halves so that stepping the
+# register never makes a long integer on the ESP32 (small ints there are 31 bits).
+_POLY_HI = const(0xEDB8)
+_POLY_LO = const(0x8320)
+_BITS = const(2016)  # BODY_END * 8: message bits a syndrome can point at
 
 
 class JournalError(Exception):
@@ -55,30 +67,83 @@ class JournalError(Exception):
 
 
 def encode(buf, rtype, state, flags, seq, sale_id, gen, payload):
-    """Write a record into buf (a 256-byte bytearray); returns its length (bytes to program)."""
+    """Write a record into buf (a 256-byte bytearray); returns PAGE (the whole page is programmed)."""
     n = len(payload)
     if n > MAX_PAYLOAD:
         raise JournalError("too_large", "record payload %d bytes > %d" % (n, MAX_PAYLOAD))
     struct.pack_into(_FMT, buf, 0, MAGIC, rtype, state, flags, seq, sale_id, n, gen & 0xFFFF)
     mv = memoryview(buf)
     mv[HDR : HDR + n] = payload
-    struct.pack_into("<I", buf, HDR + n, binascii.crc32(mv[: HDR + n]) & 0xFFFFFFFF)
-    return HDR + n + CRC  # only these bytes are programmed: the rest of the page stays erased
+    for i in range(HDR + n, BODY_END):  # bounded: at most 236 bytes of padding
+        buf[i] = 0xFF
+    struct.pack_into("<I", buf, BODY_END, binascii.crc32(mv[:BODY_END]) & 0xFFFFFFFF)
+    return PAGE
+
+
+def syndrome(buf):
+    """Stored CRC xor computed CRC of a page: 0 when it is intact."""
+    want = struct.unpack_from("<I", buf, BODY_END)[0]
+    return (binascii.crc32(memoryview(buf)[:BODY_END]) & 0xFFFFFFFF) ^ want
+
+
+def correct(buf, syn):
+    """Flip back the one bit whose error gives syndrome syn; returns its bit index or -1.
+
+    The error pattern "bit b of byte j" changes the CRC by the register state reached from 1 after
+    8 * (BODY_END - j) - b zero-bit steps, so one walk over k = 1 .. 2016 finds it.
+    """
+    if syn & (syn - 1) == 0:  # one bit of the stored CRC itself
+        k = 0
+        while (1 << k) != syn:
+            k += 1
+        buf[BODY_END + k // 8] ^= 1 << (k % 8)
+        return BODY_END * 8 + k
+    want_hi = syn >> 16
+    want_lo = syn & 0xFFFF
+    hi = 0
+    lo = 1
+    for k in range(1, _BITS + 1):  # bounded: 2016 steps of a 32-bit register kept as two halves
+        low = lo & 1
+        lo = (lo >> 1) | ((hi & 1) << 15)
+        hi >>= 1
+        if low:
+            hi ^= _POLY_HI
+            lo ^= _POLY_LO
+        if hi == want_hi and lo == want_lo:
+            m = (k + 7) // 8
+            b = 8 * m - k
+            j = BODY_END - m
+            buf[j] ^= 1 << b
+            return j * 8 + b
+    return -1
 
 
 def decode(buf):
-    """(type, state, flags, seq, sale_id, length, gen) of a valid record in buf, else None."""
+    """(type, state, flags, seq, sale_id, length, gen, fixed) of the record in buf, else None.
+
+    buf is a 256-byte bytearray holding a whole page; a single flipped bit is corrected in place
+    (fixed = 1). Blank pages, torn pages and damage of 2-3 bits give None.
+    """
+    syn = syndrome(buf)
+    fixed = 0
+    if syn:
+        if buf[0] == 0xFF and buf[1] == 0xFF and is_blank(buf):
+            return None
+        if correct(buf, syn) < 0:
+            return None
+        fixed = 1
     if buf[0] != MAGIC:
         return None
     h = struct.unpack_from(_FMT, buf, 0)
     n = h[6]
     if n > MAX_PAYLOAD or h[1] not in TYPE_NAMES:
         return None
-    mv = memoryview(buf)
-    want = struct.unpack_from("<I", buf, HDR + n)[0]
-    if binascii.crc32(mv[: HDR + n]) & 0xFFFFFFFF != want:
-        return None
-    return (h[1], h[2], h[3], h[4], h[5], n, h[7])
+    return (h[1], h[2], h[3], h[4], h[5], n, h[7], fixed)
+
+
+def raw_sale_id(buf):
+    """The sale-id field of a page that did not decode (what a damaged record probably named)."""
+    return struct.unpack_from("<I", buf, 8)[0]
 
 
 _BLANK = b"\xff" * PAGE

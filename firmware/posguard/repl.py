@@ -83,6 +83,9 @@ def status():
     else:
         print("journal : %s %% full, %s spare sector(s), %s unfinished sale(s)" % (
             j["fill_pct"], j["spare"], j["live"]))
+        if j.get("corrected") or j.get("corrupt") or j.get("recovery_pending"):
+            print("journal : %s page(s) corrected, %s damaged page(s) skipped, %s recovery step(s) waiting for space"
+                  % (j.get("corrected"), j.get("corrupt"), j.get("recovery_pending")))
         if s.get("reversals"):
             print("reversals pending:", ", ".join(str(x) for x in s["reversals"]))
     print("sales   : %s" % ("accepted" if s["accepting"] is None else "REFUSED (" + s["accepting"] + ")"))
@@ -208,8 +211,11 @@ def journal():
         print("journal NOT MOUNTED: last crash:", t.crash.last())
         return
     st = t.book.stats()
-    print("journal : %s %% full, %s spare / %s sectors, seq %s, %s corrupt record(s) skipped" % (
-        st.get("fill_pct"), st.get("spare"), st.get("sectors"), st.get("seq"), st.get("corrupt_skipped")))
+    print("journal : %s %% full, %s spare / %s sectors, seq %s, %s corrupt record(s) skipped, %s corrected" % (
+        st.get("fill_pct"), st.get("spare"), st.get("sectors"), st.get("seq"), st.get("corrupt_skipped"),
+        st.get("corrected")))
+    if st.get("recovery_pending"):
+        print("recovery: %d sale(s) wait for space: maintenance retries them" % st["recovery_pending"])
     print("erases  : %s" % (st.get("erase_counts"),))
     print("open    : %s" % (", ".join("%d %s" % (sid, t.book.state(sid)) for sid in t.book.open_sales()) or "none"))
     print("reversal: %s" % (", ".join(str(x) for x in t.book.reversals()) or "none"))

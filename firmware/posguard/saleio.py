@@ -77,6 +77,15 @@ VISITED = (
 )
 
 
+def _near(sid, wanted):
+    """sid equals a wanted id or differs from one in a single bit (a flip the page read corrects)."""
+    for w in wanted:
+        x = sid ^ w
+        if x & (x - 1) == 0:
+            return True
+    return False
+
+
 class SaleReader:
     def __init__(self, journal):
         self.j = journal
@@ -97,15 +106,17 @@ class SaleReader:
             if hh is None:
                 continue
             t, sid = hh[0], hh[1]
-            if t != R.T_OPEN and t != R.T_STATE and t != R.T_CARRY:
+            near = t == 0 or _near(sid, wanted)  # a header bit may be flipped: read the page whole
+            if not near and t != R.T_OPEN and t != R.T_STATE and t != R.T_CARRY:
                 continue
-            want = sid in wanted
-            if not want and closed is None:
-                continue
-            if not want and t == R.T_OPEN:
+            if not near and (closed is None or t == R.T_OPEN):
                 continue
             h = j.read_record(pg)
-            if h is None:
+            if h is None or (h[0] != R.T_OPEN and h[0] != R.T_STATE and h[0] != R.T_CARRY):
+                continue
+            t, sid = h[0], h[4]
+            want = sid in wanted
+            if not want and (closed is None or t == R.T_OPEN):
                 continue
             if not want:
                 if t == R.T_STATE and h[1] in _FINAL:
@@ -173,7 +184,7 @@ class SaleReader:
         if kind == BODY_INLINE:
             return raw
         out = b""
-        for i in range(min(len(raw) // 2, 8)):  # bounded: at most MAX_DATA_PAGES references
+        for i in range(min(len(raw) // 2, 16)):  # bounded: at most MAX_DATA_PAGES references
             dpg = raw[2 * i] | (raw[2 * i + 1] << 8)
             d = j.read_record(dpg)
             if d is None or d[0] != R.T_DATA or d[2] != i:
@@ -222,10 +233,10 @@ class SaleReader:
         best = []  # (close_seq, sid), sorted, at most limit + 1 entries
         for pg in self._pages():
             hh = j.read_header(pg)
-            if hh is None or (hh[0] != R.T_STATE and hh[0] != R.T_CARRY):
+            if hh is None or (hh[0] != R.T_STATE and hh[0] != R.T_CARRY and hh[0] != 0):
                 continue
             h = j.read_record(pg)
-            if h is None:
+            if h is None or (h[0] != R.T_STATE and h[0] != R.T_CARRY):
                 continue
             if h[0] == R.T_STATE:
                 if h[1] not in _FINAL:

@@ -11,7 +11,8 @@ from micropython import const
 
 from posguard import records as R
 from posguard.compaction import compact_tail
-from posguard.journal import NONE_PG, PAGES
+from posguard.journal import NONE_PG
+from posguard.journal_limits import MAX_BODY, MAX_DATA_PAGES, SLACK_PAGES, keep_last_max  # noqa: F401
 from posguard.saleio import BODY_INLINE, BODY_REFS, VISITED, SaleReader
 
 OPEN = const(1)
@@ -49,14 +50,16 @@ _NEXT = {
 }
 # Records a sale in this state may still need (longest path to a final state): the admission budget.
 _REMAINING = {OPEN: 5, PAYMENT_PENDING: 4, PAID: 3, PRINTING: 2, PRINTED: 1, REVERSAL_PENDING: 1}
+# MAX_BODY (9 DATA pages, 2124 bytes), SLACK_PAGES and keep_last_max come from journal_limits: one
+# source, which the board profile is checked against too.
 
 MAX_LIVE = const(16)  # unfinished sales a checkpoint can list (16 x 12 bytes fits one record)
-MAX_DATA_PAGES = const(4)
-MAX_BODY = const(944)  # MAX_DATA_PAGES x 236 payload bytes
 MAX_TEXT = const(32)  # approval code / void reason
 MAX_EXPORT = const(16)  # finished sales per closed_sales() page
 MAX_ID = const(0x7FFFFFFF)
-RESERVE_SPARES = const(1)  # one erased sector always kept aside (torn roll, compaction carry)
+# Space new sales never take: the last spare sector, which only maintenance uses (compaction copies
+# at most a sector's records before it erases one, so it can always move the tail; posguard.journal),
+# and SLACK_PAGES for what power cuts spoil (one page per boot, one per cut).
 COPY_NOTE = "reprinted after power loss"
 POWER_LOSS = b"power loss"
 
@@ -76,6 +79,14 @@ def _text(s, what):
     return bytes(s)
 
 
+def _dumps(body):
+    # Compact, and UTF-8 as on the board (MicroPython's json has no ensure_ascii: it never escapes).
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":"))
+
+
 def _check_id(sid):
     if not isinstance(sid, int) or isinstance(sid, bool) or not 0 < sid <= MAX_ID:
         raise R.JournalError("bad_input", "sale id must be an integer 1..%d, got %r" % (MAX_ID, sid))
@@ -91,10 +102,13 @@ class SaleBook:
         self.copies = []  # sale ids recovered in PAID/PRINTING: their receipt is printed as a copy
         self.maintenance_allowed = False  # set by the power policy: erases and compaction only then
         self._full = False  # maintenance found nothing to reclaim: say journal_full, not needs_maintenance
+        self.doubt = []  # unfinished sales a damaged record named at mount: their state may be one step on
+        self.pending = []  # sales recovery could not record yet: maintenance() retries them (no reboot)
 
     # -- mount and recovery -----------------------------------------------------------------------
     def mount(self, auto_format=True):
         self.live = {}
+        self.doubt = []
         st = self.j.mount(self._replay)
         if (st == "blank" or st == "not_formatted") and auto_format:
             self.live = {}  # whatever was replayed before the journal proved unformatted is void
@@ -111,10 +125,24 @@ class SaleBook:
         info = self.mount(auto_format)
         rep = {"mount": info, "voided": [], "reversal_pending": [], "reprint": [], "closed": [], "pending": []}
         self.copies = []
-        for sid in sorted(self.live.keys()):  # bounded: at most MAX_LIVE
-            st = self.live[sid][0]
+        self.pending = []
+        self._recover_sales(sorted(self.live.keys()), rep)
+        return rep
+
+    def _recover_sales(self, sids, rep):
+        for sid in sids:  # bounded: at most MAX_LIVE
+            e = self.live.get(sid)
+            if e is None:
+                continue
+            st = e[0]
             try:
-                if st == OPEN:
+                if st == OPEN and sid in self.doubt:
+                    # A damaged record followed its OPEN: the payment may have been requested. A
+                    # reversal of a payment that never happened is harmless; a missing one is not.
+                    self._force(sid, REVERSAL_PENDING, POWER_LOSS)
+                    rep["voided"].append(sid)
+                    rep["reversal_pending"].append(sid)
+                elif st == OPEN:
                     self._move(sid, VOIDED, POWER_LOSS)
                     rep["voided"].append(sid)
                 elif st == PAYMENT_PENDING:
@@ -122,7 +150,8 @@ class SaleBook:
                     rep["voided"].append(sid)
                     rep["reversal_pending"].append(sid)
                 elif st == PAID or st == PRINTING:
-                    self.copies.append(sid)
+                    if sid not in self.copies:
+                        self.copies.append(sid)
                     rep["reprint"].append(sid)
                 elif st == PRINTED:
                     self._move(sid, CLOSED)
@@ -130,14 +159,22 @@ class SaleBook:
                 elif st == REVERSAL_PENDING:
                     rep["reversal_pending"].append(sid)
             except R.JournalError:
-                rep["pending"].append(sid)  # no space to record it now: retried at the next boot
-        return rep
+                rep["pending"].append(sid)  # no space to record it now: maintenance() retries it
+                if sid not in self.pending:
+                    self.pending.append(sid)
+                continue
+            if sid in self.pending:
+                self.pending.remove(sid)
 
     def _replay(self, pg, h, payload):
+        if h is None:  # a damaged page: if it named an unfinished sale, that sale may have moved on
+            if payload in self.live and payload not in self.doubt and len(self.doubt) < MAX_LIVE:
+                self.doubt.append(payload)
+            return
         t, sid = h[0], h[4]
         if t == R.T_CHECKPOINT:
             self.live = {}
-            for i in range(h[5] // _ENTRY_LEN):
+            for i in range(len(payload) // _ENTRY_LEN):  # the journal passes the entries only
                 e = struct.unpack_from(_ENTRY, payload, i * _ENTRY_LEN)
                 if 0 < e[1] < len(VISITED):
                     self.live[e[0]] = [e[1], VISITED[e[1]], e[4], e[5]]
@@ -146,6 +183,10 @@ class SaleBook:
                 self.live[sid] = [OPEN, _bit(OPEN), pg, NONE_PG]
         elif t == R.T_STATE and 0 < h[1] < len(VISITED):
             e = self.live.get(sid)
+            if e is None and h[1] not in FINAL and len(self.live) < MAX_LIVE:
+                # Its OPEN (or the checkpoint listing it) is damaged: keep the sale, body lost.
+                e = [h[1], VISITED[h[1]], NONE_PG, NONE_PG]
+                self.live[sid] = e
             if e is not None:
                 self._apply(sid, e, h[1], pg)
         elif t == R.T_CARRY:
@@ -179,7 +220,7 @@ class SaleBook:
         if cur is not None:
             return NAMES[cur[0]]  # repeated command: the sale exists already
         try:
-            data = json.dumps(body).encode()
+            data = _dumps(body).encode()
         except (TypeError, ValueError):
             raise R.JournalError("bad_input", "sale body must be JSON-serialisable")
         if len(data) > MAX_BODY:
@@ -187,9 +228,8 @@ class SaleBook:
         if len(self.live) >= MAX_LIVE:
             raise R.JournalError("too_many_open", "%d unfinished sales: finish or void some first" % MAX_LIVE)
         ndata = 0 if len(data) <= R.MAX_PAYLOAD else (len(data) + R.MAX_PAYLOAD - 1) // R.MAX_PAYLOAD
-        self._admit(2 * ndata + 1 + _REMAINING[OPEN])
+        self._admit(ndata + 1 + _REMAINING[OPEN])
         j = self.j
-        j.ensure_room(ndata + 1)
         if ndata == 0:
             pg = j.append(R.T_OPEN, OPEN, BODY_INLINE, sid, data)
         else:
@@ -244,6 +284,11 @@ class SaleBook:
                 raise R.JournalError("unknown_sale", "no sale %d" % sid)
             if found["visited"] & _bit(target):
                 return NAMES[found["state"]]
+            if found["state"] not in FINAL and len(self.live) < MAX_LIVE:
+                # Unfinished but not live: its later record was damaged beyond repair. Take it back.
+                e = [found["state"], found["visited"], found["body_pg"], found["auth_pg"]]
+                self.live[sid] = e
+        if e is None:
             raise R.JournalError(
                 "illegal_transition", "sale %d is %s: cannot go to %s" % (sid, NAMES[found["state"]], NAMES[target])
             )
@@ -257,6 +302,11 @@ class SaleBook:
         self._apply(sid, e, target, pg)
         return NAMES[target]
 
+    def _force(self, sid, target, payload):
+        # Recovery of a doubtful sale: the step the state machine would take from the state it may be in.
+        pg = self.j.append(R.T_STATE, target, 0, sid, payload)
+        self._apply(sid, self.live[sid], target, pg)
+
     def _current(self, sid):
         e = self.live.get(sid)
         if e is not None:
@@ -268,7 +318,7 @@ class SaleBook:
         need = pages
         for e in self.live.values():
             need += _REMAINING.get(e[0], 0)
-        if need > self.j.free_pages(RESERVE_SPARES):
+        if need > self.j.free_pages(False) - SLACK_PAGES:
             code = "journal_full" if self._full and not self.j.dirty_count() else "needs_maintenance"
             raise R.JournalError(code, "journal space is low: a new sale needs maintenance first")
 
@@ -324,12 +374,11 @@ class SaleBook:
 
     # -- space ------------------------------------------------------------------------------------
     def idle(self):
-        """Prepare the next sector when the active one is full (a page program, never an erase)."""
+        """Write the active sector's checkpoint if it has none yet (one page program, never an erase):
+        mount then reads one sector. Call it when the terminal is idle so that commits never pay."""
         j = self.j
-        spares = j.spare_count() if j.mounted and j.next_page >= PAGES else 0
-        # The reserve spare is only taken for unfinished sales (they were admitted against it).
-        if spares > RESERVE_SPARES or (spares and self.live):
-            j.roll()
+        if j.mounted and not j.ck_active and j.free_pages(False) > SLACK_PAGES:  # never compaction's reserve
+            j.write_checkpoint()
             return True
         return False
 
@@ -338,22 +387,41 @@ class SaleBook:
         if not self.maintenance_allowed or not self.j.mounted:
             return None
         j = self.j
-        if j.erase_one_dirty() >= 0:
-            return "erase"
-        if self._wants_space() and j.used_count() > 1 and not self._full:
-            if compact_tail(self):
-                return "compact"
-            self._full = True
+        j.maint = True  # the last spare is maintenance's: compaction may fill it, an erase gives one back
+        try:
+            if j.erase_one_dirty() >= 0:
+                return "erase"
+            if self._wants_space() and j.used_count() > 1:
+                try:
+                    done = compact_tail(self)
+                except R.JournalError as e:
+                    # A spare failed its blank check while copying (weak bits after cut erases): what
+                    # was copied stays copied; that sector is dirty now, erase it and go on next step.
+                    if e.code not in ("needs_maintenance", "journal_full"):
+                        raise
+                    return "erase" if j.erase_one_dirty() >= 0 else None
+                if done:
+                    self._full = False
+                    return "compact"
+                self._full = True
+        finally:
+            j.maint = False
+        if self.pending:
+            rep = {"voided": [], "reversal_pending": [], "reprint": [], "closed": [], "pending": []}
+            n = len(self.pending)
+            self._recover_sales(list(self.pending), rep)
+            if len(self.pending) < n:
+                return "recover"
         if self.idle():
-            return "roll"
+            return "checkpoint"
         return None
 
     def _wants_space(self):
-        # Keep room for every unfinished sale plus two new ones, with the reserve spare aside.
-        need = 2 * (MAX_DATA_PAGES * 2 + 1 + _REMAINING[OPEN])
+        # Keep room for every unfinished sale plus two of the largest new ones, the reserve aside.
+        need = 2 * (MAX_DATA_PAGES + 1 + _REMAINING[OPEN])
         for e in self.live.values():
             need += _REMAINING.get(e[0], 0)
-        return self.j.spare_count() <= RESERVE_SPARES or self.j.free_pages(RESERVE_SPARES) < need
+        return self.j.free_pages(False) - SLACK_PAGES < need
 
     def format(self, force=False):
         if self.live and not force:
@@ -362,6 +430,8 @@ class SaleBook:
             )
         self.live = {}
         self.copies = []
+        self.doubt = []
+        self.pending = []
         self._full = False
         self.j.format()
 
@@ -371,4 +441,5 @@ class SaleBook:
         s["reprint_queue"] = len(self.copies)
         s["reversals"] = len(self.reversals())
         s["keep_last"] = self.keep_last
+        s["recovery_pending"] = len(self.pending)
         return s

@@ -133,6 +133,7 @@ def demo_image(sectors: int) -> bytes:
         book.start_print(sid)
         book.print_done(sid)
         book.close(sid)
+        book.idle()  # what the app does between sales: a sector's checkpoint, written outside a commit
     book.open_sale(10, {"items": [["tea", 1, 120]], "total": 120})
     book.open_sale(11, {"items": [["juice", 2, 180]], "total": 360})
     book.request_payment(11)
@@ -178,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     problems = jf.verify(img)
     n_sales = len(jf.sales(img, data))
+    if img.corrected_pages:
+        print(f"corrected: {len(img.corrected_pages)} page(s) with one flipped bit: {img.corrected_pages[:10]}")
     if problems:
         for p in problems:
             print("problem: " + p)

@@ -16,8 +16,9 @@ from typing import Any
 PAGE = 256
 SECTOR = 4096
 PAGES = SECTOR // PAGE
-FIRST_REC = 2
+FIRST_REC = 1
 HDR = 16
+BODY_END = PAGE - 4  # the CRC-32 of bytes 0..251 sits at 252..255
 MAGIC = 0xA5
 _FMT = "<BBBBIIHH"
 
@@ -46,9 +47,11 @@ STATES = (
 )
 FINAL = {"CLOSED", "DECLINED", "VOIDED", "REVERSAL_ACKED"}
 # Legal moves of the sale state machine (a record may only take a sale one of these steps).
+# OPEN -> REVERSAL_PENDING: recovery of an OPEN sale whose next record was damaged (the payment may
+# have been requested, so a reversal is owed rather than a plain void).
 NEXT = {
     "": {"OPEN"},
-    "OPEN": {"PAYMENT_PENDING", "VOIDED"},
+    "OPEN": {"PAYMENT_PENDING", "VOIDED", "REVERSAL_PENDING"},
     "PAYMENT_PENDING": {"PAID", "DECLINED", "REVERSAL_PENDING"},
     "PAID": {"PRINTING"},
     "PRINTING": {"PRINTED"},
@@ -71,38 +74,59 @@ class Record:
     sale_id: int
     gen: int
     payload: bytes
+    corrected: bool = False
 
 
 @dataclass
 class Sector:
     index: int
-    kind: str  # spare | used | damaged (records, broken checkpoint) | dirty | retired | blank
+    kind: str  # spare | used | stale (reclaimed, or another generation) | dirty | retired | blank
     erase_count: int | None
-    seq: int | None = None
+    seq: int | None = None  # sequence number of its first valid record
     gen: int | None = None
-    live: list[tuple[int, str]] = field(default_factory=list)  # checkpoint entries (id, state)
+    live: list[tuple[int, str]] = field(default_factory=list)  # entries of its newest checkpoint (id, state)
 
 
 @dataclass
 class Image:
     sectors: list[Sector]
-    records: list[Record]  # valid records of the current generation, in journal order
-    corrupt_pages: list[int]
+    records: list[Record]  # valid records of the current generation above the floor, in journal order
+    corrupt_pages: list[int]  # non-blank pages that do not decode (torn, or 2+ flipped bits)
     generation: int | None
     active: int | None
+    corrected_pages: list[int] = field(default_factory=list)  # pages read with one flipped bit
+    floor: int = 0
+
+
+def _crc_ok(buf: bytes) -> bool:
+    (crc,) = struct.unpack_from("<I", buf, BODY_END)
+    return zlib.crc32(buf[:BODY_END]) & 0xFFFFFFFF == crc
 
 
 def decode_page(buf: bytes, page: int) -> Record | None:
-    """A valid record in a 256-byte page, or None (blank, torn or foreign)."""
-    if len(buf) < HDR + 4 or buf[0] != MAGIC:
+    """A valid record in a 256-byte page, or None (blank, torn or foreign). One flipped bit anywhere
+    in the page is corrected (found here by trying every bit: independent of the firmware's syndrome
+    walk); the record then has corrected=True."""
+    if len(buf) != PAGE or _blank(buf):
         return None
-    magic, t, state, flags, seq, sid, n, gen = struct.unpack_from(_FMT, buf, 0)
-    if t not in TYPES or n > PAGE - HDR - 4:
+    fixed = False
+    if not _crc_ok(buf):
+        work = bytearray(buf)
+        for bit in range(PAGE * 8):
+            work[bit // 8] ^= 1 << (bit % 8)
+            if _crc_ok(bytes(work)):
+                fixed = True
+                break
+            work[bit // 8] ^= 1 << (bit % 8)
+        if not fixed:
+            return None
+        buf = bytes(work)
+    if buf[0] != MAGIC:
         return None
-    (crc,) = struct.unpack_from("<I", buf, HDR + n)
-    if zlib.crc32(buf[: HDR + n]) & 0xFFFFFFFF != crc:
+    _magic, t, state, flags, seq, sid, n, gen = struct.unpack_from(_FMT, buf, 0)
+    if t not in TYPES or n > BODY_END - HDR:
         return None
-    return Record(page, TYPES[t], state, flags, seq, sid, gen, bytes(buf[HDR : HDR + n]))
+    return Record(page, TYPES[t], state, flags, seq, sid, gen, bytes(buf[HDR : HDR + n]), fixed)
 
 
 def _blank(b: bytes) -> bool:
@@ -114,54 +138,71 @@ def parse(data: bytes) -> Image:
         raise ImageError(f"image is {len(data)} bytes: a journal partition is a multiple of 4096 bytes")
     nsec = len(data) // SECTOR
     sectors: list[Sector] = []
-    ckpts: dict[int, Record] = {}
+    recs: dict[int, list[Record]] = {}
+    corrupt: dict[int, list[int]] = {}
+    corrected: list[int] = []
+    floor = 0
     for s in range(nsec):
         base = s * SECTOR
         h0 = decode_page(data[base : base + PAGE], s * PAGES)
-        h1 = decode_page(data[base + PAGE : base + 2 * PAGE], s * PAGES + 1)
-        p1_blank = _blank(data[base + PAGE : base + 2 * PAGE])
-        count = h0.sale_id if h0 is not None and h0.type in ("ERASED", "RETIRED") else None
+        if h0 is not None and h0.corrected:
+            corrected.append(s * PAGES)
+        hdr = h0 is not None and h0.type in ("ERASED", "RETIRED")
+        count = h0.sale_id if h0 is not None and hdr else None
+        if h0 is not None and hdr and len(h0.payload) >= 8:
+            floor = max(floor, struct.unpack_from("<II", h0.payload, 0)[1])
         if h0 is not None and h0.type == "RETIRED":
             sectors.append(Sector(s, "retired", count, gen=h0.gen))
             continue
-        if h1 is not None and h1.type == "CHECKPOINT":
-            sec = Sector(s, "used", count, seq=h1.seq, gen=h1.gen)
-            for i in range(len(h1.payload) // 12):
-                sid, st = struct.unpack_from("<IB", h1.payload, i * 12)
-                sec.live.append((sid, STATES[st] if st < len(STATES) else f"?{st}"))
-            ckpts[s] = h1
-            sectors.append(sec)
-        elif h0 is not None and h0.type == "ERASED" and p1_blank:
+        recs[s] = []
+        corrupt[s] = []
+        for p in range(FIRST_REC, PAGES):
+            pg = s * PAGES + p
+            buf = data[pg * PAGE : (pg + 1) * PAGE]
+            r = decode_page(buf, pg)
+            if r is None or r.type in ("ERASED", "RETIRED"):
+                if not _blank(buf):
+                    corrupt[s].append(pg)
+                continue
+            if r.corrected:
+                corrected.append(pg)
+            recs[s].append(r)
+            if r.type == "CHECKPOINT" and len(r.payload) >= 4:
+                floor = max(floor, struct.unpack_from("<I", r.payload, 0)[0])
+        if recs[s]:
+            sectors.append(Sector(s, "used", count, seq=recs[s][0].seq, gen=recs[s][0].gen))
+        elif h0 is not None and h0.type == "ERASED":
             sectors.append(Sector(s, "spare", count, gen=h0.gen))
         elif _blank(data[base : base + SECTOR]):
             sectors.append(Sector(s, "blank", None))
         else:
-            first = decode_page(data[base + FIRST_REC * PAGE : base + (FIRST_REC + 1) * PAGE], s * PAGES + FIRST_REC)
-            if first is not None and first.type not in ("ERASED", "RETIRED", "CHECKPOINT"):
-                # Records behind a broken checkpoint page: the firmware keeps and replays them too.
-                sectors.append(Sector(s, "damaged", count, seq=first.seq - 1, gen=first.gen))
-            else:
-                sectors.append(Sector(s, "dirty", count))
-    gens = [x.gen for x in sectors if x.gen is not None]
+            sectors.append(Sector(s, "dirty", count))
+    live = [x for x in sectors if x.kind == "used" and (x.seq or 0) >= floor]
+    for x in sectors:
+        if x.kind == "used" and (x.seq or 0) < floor:
+            x.kind = "stale"  # reclaimed: an erase that was cut left its records readable
+    gens = [x.gen for x in live if x.gen is not None]
     generation = max(gens) if gens else None
-    used = sorted(
-        (x for x in sectors if x.kind in ("used", "damaged") and x.gen == generation), key=lambda x: x.seq or 0
-    )
+    for x in live:
+        if x.gen != generation:
+            x.kind = "stale"
+    used = sorted((x for x in live if x.gen == generation), key=lambda x: x.seq or 0)
     records: list[Record] = []
-    corrupt: list[int] = []
+    bad: list[int] = []
     for sec in used:
-        for p in range(FIRST_REC, PAGES):
-            pg = sec.index * PAGES + p
-            buf = data[pg * PAGE : (pg + 1) * PAGE]
-            r = decode_page(buf, pg)
-            if r is None:
-                if not _blank(buf):
-                    corrupt.append(pg)
-                continue
-            if r.gen == generation:
-                records.append(r)
+        records += recs[sec.index]
+        bad += corrupt[sec.index]
+        cks = [r for r in recs[sec.index] if r.type == "CHECKPOINT"]
+        if cks:
+            ck = cks[-1].payload
+            for i in range((len(ck) - 8) // 12):  # floor u32, highest erase count u32, then the entries
+                sid, st = struct.unpack_from("<IB", ck, 8 + i * 12)
+                sec.live.append((sid, STATES[st] if st < len(STATES) else f"?{st}"))
+    for x in sectors:
+        if x.kind in ("spare", "dirty"):
+            bad += corrupt.get(x.index, [])
     active = used[-1].index if used else None
-    return Image(sectors, records, corrupt, generation, active)
+    return Image(sectors, records, sorted(bad), generation, active, sorted(corrected), floor)
 
 
 def _parse_carry(p: bytes) -> tuple[int, int, bytes, bytes, bytes, int]:
@@ -182,6 +223,8 @@ def sales(img: Image, data: bytes) -> dict[int, dict[str, Any]]:
         if r.type not in ("OPEN", "STATE", "CARRY"):
             continue
         s = out.setdefault(r.sale_id, {"id": r.sale_id, "state": "", "body": None, "approval": None, "reason": None})
+        if r.type == "STATE" and s["state"] in FINAL:
+            continue  # nothing follows a final state
         if r.type == "OPEN":
             s["state"] = "OPEN"
             s["body"] = _body(r.flags, r.payload, by_page)
@@ -224,7 +267,7 @@ def verify(img: Image) -> list[str]:
     """Problems found (empty when the image is a healthy journal)."""
     problems: list[str] = []
     if img.active is None:
-        problems.append("no valid checkpoint: the partition is blank, foreign or unformatted")
+        problems.append("no valid record: the partition is blank, foreign or unformatted")
         return problems
     last = -1
     for r in img.records:
@@ -243,22 +286,25 @@ def verify(img: Image) -> list[str]:
         elif r.type == "STATE":
             to = STATES[r.state] if r.state < len(STATES) else "?"
             cur = state.get(r.sale_id)
-            if cur is not None and to not in NEXT.get(cur, set()):
+            if cur is not None and to != cur and to not in NEXT.get(cur, set()):
                 problems.append(f"page {r.page}: sale {r.sale_id} {cur} -> {to} is not a legal transition")
             state[r.sale_id] = to
     for r in img.records:
         if r.type == "FORMAT":
             problems.append(f"page {r.page}: a format was started and not finished")
-    for sec in img.sectors:
-        if sec.kind == "damaged":
-            problems.append(f"sector {sec.index}: checkpoint page unreadable, records still valid")
+    if not any(r.type == "CHECKPOINT" for r in img.records):
+        problems.append("no readable checkpoint: the sales were rebuilt from every record")
     if img.corrupt_pages:
         problems.append(f"{len(img.corrupt_pages)} torn or corrupt page(s) skipped: {img.corrupt_pages[:10]}")
     return problems
 
 
 def dump(img: Image, data: bytes) -> str:
-    lines = [f"generation {img.generation}, active sector {img.active}"]
+    lines = [f"generation {img.generation}, active sector {img.active}, seq floor {img.floor}"]
+    if img.corrected_pages:
+        lines.append(f"corrected (one flipped bit): pages {img.corrected_pages[:20]}")
+    if img.corrupt_pages:
+        lines.append(f"torn or corrupt: pages {img.corrupt_pages[:20]}")
     for s in img.sectors:
         extra = f" seq {s.seq}" if s.seq is not None else ""
         live = f" live {s.live}" if s.live else ""
