@@ -17,6 +17,8 @@ _CAP = const(24)  # 16 unfinished sales (sales.MAX_LIVE) + reprints and void sli
 _PARK_S = 5.0  # re-ask the power policy this often while a receipt is parked
 _RETRY_S = 5.0  # re-poll a printer fault this often
 _JOURNALED = ("PAID", "PRINTING")
+_HELD_MAX = const(8)  # held receipts reported in status (the journal keeps every one of them)
+UNPRINTABLE = "unprintable"  # printer.Printer's reason prefix when a data file (GB table) fails
 
 
 def parse_approval(text):
@@ -86,7 +88,11 @@ class PrintJobs:
         self.parked = ""  # why the head job waits for the power policy, "" when it does not
         self.active = None  # sale id on the printer now
         self.last_sid = None  # the last sale printed as an original (reprint without an id)
-        self.counts = {ORIGINAL: 0, DUPLICATE: 0, VOID: 0, "failed": 0, "dropped": 0}
+        self.counts = {ORIGINAL: 0, DUPLICATE: 0, VOID: 0, "failed": 0, "dropped": 0, "held": 0}
+        # Sale ids whose receipt cannot be printed by this firmware (a missing or broken data file):
+        # taken off the queue, never retried in a loop, reported in status; the sale stays journaled.
+        self.held = []
+        self.last_hold = ""
 
     # -- queue --------------------------------------------------------------------------------------
     def add(self, kind, sid):
@@ -190,6 +196,8 @@ class PrintJobs:
         except ValueError:
             self.counts["dropped"] += 1
             return True
+        except OSError as e:  # the GB table missing or unreadable (gb.TableError is an OSError)
+            return self._hold(sid, e)
         mon = self.mon
         if mon is not None:
             ok, why = mon.can_print(len(ops))
@@ -207,6 +215,8 @@ class PrintJobs:
             if reason.startswith("bad input"):
                 self.counts["dropped"] += 1
                 return True
+            if reason.startswith(UNPRINTABLE):
+                return self._hold(sid, reason)
             self.problem = reason
             await asyncio.sleep(_RETRY_S)
             return False
@@ -216,6 +226,17 @@ class PrintJobs:
                 self.last_sid = sid
             job[0] = _FINISH
             return await self._finish_or_wait(sid)
+        return True
+
+    def _hold(self, sid, why):
+        """A receipt this firmware cannot print: retrying would fail the same way (and a crashing
+        printer task would reset the board, and recovery queue it again: a reset loop)."""
+        self.counts["held"] += 1
+        if sid not in self.held:
+            if len(self.held) >= _HELD_MAX:
+                self.held.pop(0)
+            self.held.append(sid)
+        self.last_hold = "sale %s: %s" % (sid, why)
         return True
 
     async def _finish_or_wait(self, sid):
