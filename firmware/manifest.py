@@ -6,8 +6,9 @@
 #   cd micropython/ports/esp32
 #   make BOARD=ESP32_GENERIC FROZEN_MANIFEST=/path/to/posguard/firmware/manifest.py
 #   esptool --port PORT write-flash 0x1000 build-ESP32_GENERIC/firmware.bin   (ESP32; 0x0 on S3)
-# then `make provision PORT=...` (journal partition) and copy only board.json, boot.py and main.py
-# (`make deploy` still works: the filesystem's posguard/ would shadow the frozen one, so leave it out).
+# then `make provision PORT=...` (journal partition) and `posguard deploy --frozen`, which copies only
+# board.json, boot.py, main.py and data/ (a posguard/ folder on the filesystem comes before .frozen on
+# sys.path and would shadow the frozen package: deploy --frozen removes one a plain deploy left).
 #
 # This file is read by MicroPython's tools/manifestfile.py, not imported: include(), package() and
 # module() are provided there. Paths are relative to this file.
@@ -16,6 +17,6 @@
 include("$(PORT_DIR)/boards/manifest.py")
 
 # firmware/posguard/**.py as the package `posguard`, compiled with -O2 like `posguard deploy` does.
-# Data files (posguard/data/*.bin) are not Python and cannot be frozen this way: they stay on the
-# filesystem (deploy copies them).
+# Data files (firmware/data/*.bin) are not Python and cannot be frozen this way: they stay on the
+# filesystem in /data, beside the package, never inside a posguard/ folder (posguard/gb.py data_path).
 package("posguard", opt=2)

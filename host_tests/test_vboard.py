@@ -60,8 +60,11 @@ class Vboard:
         return send_control(self.control, list(commands), timeout=_CLIENT_TIMEOUT_S)
 
 
-def start_vboard(tmp_path: Path, with_board: bool, main_py: str | None = None) -> Vboard:
-    """Start `posguard vboard` in a subprocess (other suites import this: test_deploy, the e2e test)."""
+def start_vboard(
+    tmp_path: Path, with_board: bool, main_py: str | None = None, chip: str | None = None, frozen: bool = False
+) -> Vboard:
+    """Start `posguard vboard` in a subprocess (other suites import this: test_deploy, the e2e test).
+    chip: the silicon (its port's heap); frozen: a build with the firmware frozen in (vboard --frozen)."""
     fs = tmp_path / "fs"
     run = tmp_path / "run"
     fs.mkdir()
@@ -82,6 +85,8 @@ def start_vboard(tmp_path: Path, with_board: bool, main_py: str | None = None) -
             str(run),
             "--info",
             str(info_file),
+            *(["--chip", chip] if chip else []),
+            *(["--frozen"] if frozen else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

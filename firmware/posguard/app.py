@@ -9,27 +9,32 @@ import machine
 import micropython
 from micropython import const
 
-from posguard import commands, crashlog, hw, printer_status, printjobs, profile, validate
+from posguard import commands, crashlog, hw, maint, printer_status, printjobs, profile, validate
+from posguard import pins as pinrules
 from posguard.hostlink import HostLink
+from posguard.printer_link import sleep_ms
 
+# Every wait below is whole milliseconds through sleep_ms: ESP32 floats are single precision and
+# asyncio.sleep(t) truncates int(t * 1000) (printer_link.sleep_ms says where).
 _WDT_TIMEOUT_MS = const(8000)  # above the 400 ms worst-case sector erase (storage.md), with room
-_FEED_EVERY_S = 2.0  # a quarter of the watchdog timeout
-_MONITOR_BUSY_S = 1.0  # battery updates while printing or just after: the sag and relaxation matter
-_MONITOR_IDLE_S = 5.0  # ...and at rest, where the voltage moves slowly (saves CPU and ADC work)
+_ERASE_WORST_MS = const(400)  # datasheet worst-case 4 KiB sector erase (storage.md)
+_FEED_EVERY_MS = const(2000)  # a quarter of the watchdog timeout
+_MONITOR_BUSY_MS_STEP = const(1000)  # battery updates while printing or just after: sag and relaxation
+_MONITOR_IDLE_MS_STEP = const(5000)  # ...and at rest, where the voltage moves slowly (saves CPU and ADC)
 _MONITOR_BUSY_MS = const(60000)
-_POLL_ACTIVE_S = 0.1  # host-link poll while a sale is in progress: replies within ~100 ms
-_POLL_IDLE_S = 0.4  # ...and when the counter is quiet (one line fits the RX buffer, see rxbuf)
+_POLL_ACTIVE_MS = const(100)  # host-link poll while a sale is in progress: replies within ~100 ms
+_POLL_IDLE_MS = const(400)  # ...and when the counter is quiet (one line fits the RX buffer, see rxbuf)
 _ACTIVE_MS = const(5000)
 _LINES_PER_WAKE = const(4)
-_MAINT_EVERY_S = 10.0
-_MAINT_SOON_S = 1.0
+_MAINT_EVERY_MS = const(10000)
+_MAINT_SOON_MS = const(1000)
+_RESTART_AFTER_MS = const(1000)  # a crashed task restarts after this
 _MAINT_STEPS_BETWEEN = const(2)
 _PRINTER_CHECK_ROUNDS = const(6)  # idle printer status poll once a minute (DLE EOT: no paper used)
 _MAINT_STEPS = const(4)  # at most 4 x 400 ms of erase per round (storage.md worst case)
 _CRASH_WINDOW_MS = const(60000)
 _CRASHES_BEFORE_RESET = const(5)
 
-_SERVICE_HOLD_MS = const(3000)  # the service button must stay held this long after reset
 LOCK_FILE = "production"  # on the board's filesystem: this terminal is locked down (docs/device.md)
 
 current = None  # the running Terminal, for the REPL API (posguard.repl)
@@ -68,18 +73,30 @@ class Terminal:
     def build(self, watchdog=True):
         prof = self.prof
         pins = prof["pins"]
-        # First: a hang while mounting resets the board. The REPL's service mode runs without one
-        # (an ESP32 watchdog cannot be stopped once started).
-        self.wdt = hw.watchdog(_WDT_TIMEOUT_MS) if watchdog else _NoWatchdog()
+        # First: a hang while mounting resets the board. But a first boot formats the journal, every
+        # sector erased (seconds: 400 ms each at datasheet worst case, storage.md), so the watchdog
+        # starts with room for that and is tightened once the journal is up. Creating it again
+        # reconfigures the one task watchdog (ports/esp32/machine_wdt.c:51-56), which also takes over
+        # a watchdog left running by a soft reset. Service mode runs without one (posguard.maint).
+        if watchdog:
+            sectors = prof["journal"]["size_kb"] // 4
+            self.wdt = hw.watchdog(sectors * _ERASE_WORST_MS + _WDT_TIMEOUT_MS)
+        else:
+            self.wdt = _NoWatchdog()
         self.mon = self._part("power", self._build_monitor)
         if self.mon is not None and self.wrap_monitor is not None:
             self.mon = self.wrap_monitor(self.mon)
         self.book = self._part("journal", self._build_journal)
+        if watchdog:
+            self.wdt = hw.watchdog(_WDT_TIMEOUT_MS)
         self.wdt.feed()
         from posguard import printer
 
         pcfg = prof["printer"]
-        self.drv = printer.Printer(hw.uart(**printer.uart_args(pcfg)), pcfg)
+        # The BUSY line read as a GPIO as well: without it a paper-out printer holding BUSY looks
+        # offline (printer_link.Link), and new sales are refused as PRINTER_FAULT.
+        busy = hw.pin_in(pcfg["busy"])
+        self.drv = printer.Printer(hw.uart(**printer.uart_args(pcfg)), pcfg, busy=busy)
         self.jobs = printjobs.PrintJobs(self.book, self.drv, self.mon, prof)
         self.drv.on_event = self.jobs.on_printer_event
         if self.book is not None:
@@ -94,7 +111,7 @@ class Terminal:
         self.cmds = commands.Commands(self.book, self.jobs, self.mon, rtc_text, self._extra_status)
         if self.mon is not None:
             self.mon.add_shutdown_hook(self._on_shutdown)
-            pf = hw.pin_in(pins["power_fail"], machine.Pin.PULL_UP)
+            pf = hw.pin_in(pins["power_fail"], pinrules.pull_for(prof, "power_fail"))
             if pf is not None:
                 from posguard import bootcheck
 
@@ -130,12 +147,19 @@ class Terminal:
         return book
 
     def _extra_status(self):
-        return {
+        st = {
             "uptime_s": time.ticks_diff(time.ticks_ms(), self.started_ms) // 1000,
             "crashes": self.crash.count,
             "last_crash": self.crash.last(),
             "link": self.link.counters() if self.link is not None else None,
         }
+        if hw.uncalibrated_adcs:
+            # No factory ADC calibration in eFuse: read_u16 scaled, corrected only by calib.json.
+            st["adc"] = "uncalibrated (read_u16) on GPIO" + ",".join(str(p) for p in hw.uncalibrated_adcs)
+        held = self.jobs.held if self.jobs is not None else ()
+        if held:
+            st["held_receipts"] = list(held)
+        return st
 
     def _on_shutdown(self, reason):
         # Nothing to seal: every committed change is already one page on flash. Stop new work.
@@ -158,7 +182,7 @@ class Terminal:
                 crashes += 1
                 if crashes >= _CRASHES_BEFORE_RESET:
                     machine.reset()  # a clean start: the journal's recovery resumes every sale
-            await asyncio.sleep(1.0)
+            await sleep_ms(_RESTART_AFTER_MS)
 
     async def host_loop(self):
         link = self.link
@@ -188,7 +212,7 @@ class Terminal:
                 last = now
                 self.last_host_ms = now
             busy = time.ticks_diff(now, last) < _ACTIVE_MS
-            await asyncio.sleep(_POLL_ACTIVE_S if busy else _POLL_IDLE_S)
+            await sleep_ms(_POLL_ACTIVE_MS if busy else _POLL_IDLE_MS)
 
     def handle_line(self, line):
         """One request line -> reply dict. Never raises: a bug answers INTERNAL and is logged."""
@@ -222,7 +246,7 @@ class Terminal:
                 # fall inside the monitor's 1 s step window, so read every second from the first request.
                 last_busy = now
             busy = time.ticks_diff(now, last_busy) < _MONITOR_BUSY_MS
-            await asyncio.sleep(_MONITOR_BUSY_S if busy else _MONITOR_IDLE_S)
+            await sleep_ms(_MONITOR_BUSY_MS_STEP if busy else _MONITOR_IDLE_MS_STEP)
 
     async def printer_loop(self):
         try:
@@ -262,7 +286,7 @@ class Terminal:
         rounds = 0
         while True:
             # A refused sale (needs_maintenance) makes the next round come sooner.
-            await asyncio.sleep(_MAINT_SOON_S if self.cmds.maintenance_wanted else _MAINT_EVERY_S)
+            await sleep_ms(_MAINT_SOON_MS if self.cmds.maintenance_wanted else _MAINT_EVERY_MS)
             rounds += 1
             if rounds % _PRINTER_CHECK_ROUNDS == 0:
                 self.jobs.check_printer()
@@ -280,9 +304,17 @@ class Terminal:
         asyncio.create_task(self.guard("host", self.host_loop))
         if self.book is not None:
             asyncio.create_task(self.guard("journal", self.maintenance_loop))
+        service = self.service_button()
         while True:
             wdt.feed()
-            await asyncio.sleep(_FEED_EVERY_S)
+            if service is not None and service.released_long:
+                print("posguard: service button held: restarting into service mode")
+                maint.enter()
+            await sleep_ms(_FEED_EVERY_MS)
+
+    def service_button(self):
+        pin = hw.pin_in(self.prof["pins"]["service"], pinrules.pull_for(self.prof, "service"))
+        return maint.LongPress(pin) if pin is not None else None
 
 
 async def run(prof, wrap_monitor=None):
@@ -305,17 +337,14 @@ def locked():
 
 
 def service_mode(prof):
-    """The documented service path: the service button held for 3 s from boot (a knock or a button
-    pressed a moment too long does not do it). No terminal tasks and no watchdog, just the REPL."""
-    pin = hw.pin_in(prof["pins"]["service"], machine.Pin.PULL_UP)
-    if pin is None or pin.value() != 0:
-        return False
-    t0 = time.ticks_ms()
-    while time.ticks_diff(time.ticks_ms(), t0) < _SERVICE_HOLD_MS:  # bounded: 3 s, before the watchdog
-        if pin.value() != 0:
-            return False
-        time.sleep_ms(50)
-    return True
+    """Service mode was asked for (RTC mark set by maint.enter(): the button's long press while
+    trading, deploy, journal dump): no terminal tasks and no watchdog, just the REPL. Never a button
+    held at reset: GPIO0 low at reset starts the ROM bootloader, not MicroPython (posguard.maint)."""
+    return maint.requested()
+
+
+_SERVICE_BANNER = ("posguard: service mode, no watchdog. On the REPL: from posguard import repl as pos;"
+                   " back to trading: from posguard import maint; maint.leave() (or a power cycle)")
 
 
 def main(path="board.json", wrap_monitor=None):
@@ -325,7 +354,7 @@ def main(path="board.json", wrap_monitor=None):
         prof = profile.load(path)
         if service_mode(prof):
             mode = "service"
-            print("posguard: service mode (button held at boot). On the REPL: from posguard import repl as pos")
+            print(_SERVICE_BANNER)
             return
         asyncio.run(run(prof, wrap_monitor))
         return
@@ -338,7 +367,7 @@ def main(path="board.json", wrap_monitor=None):
         if service_mode(prof):
             mode = "service"
             lockdown(False)
-            print("posguard: service mode (button held at boot). On the REPL: from posguard import repl as pos")
+            print(_SERVICE_BANNER)
             return
         asyncio.run(run(prof, wrap_monitor))
     except Exception as e:  # noqa: BLE001 - a bug or a bad profile: log it and start again, never a REPL

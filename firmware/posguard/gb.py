@@ -1,6 +1,11 @@
 # Unicode -> GB18030 two-byte lookup from data/gb18030.bin (format: tools/posguard_tools/gbtable.py).
+# The data file lives OUTSIDE the package, in data/ next to the package directory (on a board: /data,
+# or /lib/data after a mip install to /lib). A frozen build cannot freeze it, and a posguard/ directory
+# on the filesystem would come before .frozen on sys.path and turn the frozen package into an empty
+# namespace package (docs/reference/esp32-port.md).
 # MicroPython has no GB18030 codec; the 44 KB table stays in flash and each lookup is one seek and a
 # 2-byte readinto. Only the range index (about 760 bytes) is held in RAM.
+import os
 import struct
 
 from micropython import const
@@ -10,14 +15,37 @@ _RANGE = const(6)
 _MAX_RANGES = const(1024)  # a corrupt header must not make us allocate the heap away
 
 
+DATA_DIR = "data"
+DATA_FILE = "gb18030.bin"
+
+
+def _parent(path):
+    return path[: path.rfind("/")] if "/" in path else ""
+
+
+def data_path(name):
+    """DATA_DIR/NAME from the working directory (a board's root: where deploy puts it, frozen build or
+    not; MicroPython starts in / and the firmware never changes it), else data/NAME beside the package
+    directory (a mip install to /lib, a checkout). A frozen module's __file__ is relative
+    ("posguard/gb.py", py/builtinimport.c:158) and names no real directory: it is not trusted alone."""
+    first = DATA_DIR + "/" + name
+    root = _parent(_parent(__file__))
+    for p in (first, (root + "/" if root else "") + DATA_DIR + "/" + name):
+        try:
+            os.stat(p)
+            return p
+        except OSError:
+            pass
+    return first  # open() then raises ENOENT naming the path a deploy puts it at
+
+
 def _default_path():
-    f = __file__
-    d = f[: f.rfind("/")] if "/" in f else "."
-    return d + "/data/gb18030.bin"
+    return data_path(DATA_FILE)
 
 
-class TableError(Exception):
-    pass
+class TableError(OSError):
+    """The table file is there but unusable. An OSError like a missing file: both mean this firmware
+    cannot print Chinese, and printjobs holds such a receipt instead of retrying it."""
 
 
 class GBTable:

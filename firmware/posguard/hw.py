@@ -18,12 +18,40 @@ def pin_out(pin_id, value=0):
     return machine.Pin(pin_id, machine.Pin.OUT, value=value)
 
 
+# 11 dB full scale of the raw code without factory calibration: the code saturates at about 3.1 V
+# (docs/reference/esp32-port.md); the per-unit two-point calibration (calib.json) corrects the rest.
+_U16_FULL_UV = 3100000
+uncalibrated_adcs = []  # pin numbers read through read_u16 because read_uv() is refused (status says so)
+
+
+class UncalibratedADC:
+    """read_uv() for a chip without factory ADC calibration in eFuse: the port raises OSError there
+    (ports/esp32/adc.c:69, check_esp_err(ensure_adc_calibration(...))), so scale read_u16() instead.
+    Less accurate (the reference voltage spreads +/-9 %): the two-point calib.json is what fixes it."""
+
+    def __init__(self, adc):
+        self.adc = adc
+
+    def read_uv(self):
+        return self.adc.read_u16() * (_U16_FULL_UV // 1000) // 65535 * 1000
+
+    def read_u16(self):
+        return self.adc.read_u16()
+
+
 def adc(pin_id):
     """ADC at 11 dB, set explicitly: creating an ADC without atten= resets it to 11 dB anyway
     (docs/reference/battery-and-printer.md), so saying it keeps the intent visible."""
     if pin_id is None:
         return None
-    return machine.ADC(machine.Pin(pin_id), atten=machine.ADC.ATTN_11DB)
+    a = machine.ADC(machine.Pin(pin_id), atten=machine.ADC.ATTN_11DB)
+    try:
+        a.read_uv()
+    except OSError:
+        if pin_id not in uncalibrated_adcs:
+            uncalibrated_adcs.append(pin_id)
+        return UncalibratedADC(a)
+    return a
 
 
 def uart(uart_id, baud, tx=None, rx=None, cts=None, txbuf=256, rxbuf=256, invert_cts=False):

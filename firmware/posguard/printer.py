@@ -10,7 +10,7 @@ from micropython import const
 from posguard import escpos, printer_link, printer_status
 
 R_DOT_OHM = 176.0  # dot resistance, mid of 162-198 Ohm (Seiko LTP02-245, battery-and-printer.md)
-_PAUSE_POLL_S = 0.5
+_PAUSE_POLL_MS = const(500)  # whole ms, no float (printer_link.sleep_ms says why)
 _PAUSE_LIMIT_S = const(300)  # a fault not cleared in 5 minutes fails the job
 _LINE_DOTS = const(30)  # 24-dot font + 6 dots of line spacing (ESC 2 default on 203 dpi heads)
 _QR_QUIET = const(4)
@@ -171,6 +171,8 @@ class Printer:
                 escpos.encode_op(enc, op)
             except ValueError as e:
                 return self._fail(res, "bad input: %s" % e)
+            except OSError as e:  # a data file (the GB table) missing or broken: no retry can help
+                return self._fail(res, "unprintable: %s" % e)
             mv = enc.out()
             if pacer is not None:
                 if self.cfg["answers_status"] and not await self._ready(res):
@@ -203,7 +205,7 @@ class Printer:
         self._event("paused", "%s at line %d" % (fault, res["line"]))
         start = time.ticks_ms()
         while time.ticks_diff(time.ticks_ms(), start) < self.pause_limit_s * 1000:
-            await asyncio.sleep(_PAUSE_POLL_S)
+            await printer_link.sleep_ms(_PAUSE_POLL_MS)
             # A printer that cannot say what is wrong shows recovery by taking data again.
             f = "" if fault == "offline" and self.link.flowing() else await self._fault()
             if not f:

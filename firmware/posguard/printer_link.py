@@ -25,11 +25,25 @@ _MAX_AHEAD_US = const(60000000)
 MODES = ("cts", "xon", "pacing")
 
 
+# MicroPython's asyncio.sleep(t) is sleep_ms(int(t * 1000)) (extmod/asyncio/core.py:62-63) and ESP32
+# floats are single precision (ports/esp32/mpconfigport.h:69, MICROPY_FLOAT_IMPL_FLOAT): 45 of the whole
+# ms values 1-5000 come out 1 ms short through a float. sleep_ms takes the integer as it is; CPython's
+# asyncio has no sleep_ms and computes in doubles, where ms / 1000 * 1000 is exact.
+_sleep_ms = getattr(asyncio, "sleep_ms", None)
+
+
+def sleep_ms(ms):
+    """asyncio sleep for a whole number of milliseconds, without a float on MicroPython."""
+    if _sleep_ms is not None:
+        return _sleep_ms(ms)
+    return asyncio.sleep(ms / 1000)
+
+
 def sleep_us(us):
-    """asyncio.sleep rounded up to whole milliseconds, at least 1: MicroPython's asyncio sleeps in ms
+    """asyncio sleep rounded up to whole milliseconds, at least 1: MicroPython's asyncio sleeps in ms
     (a shorter sleep would be a busy loop), and whole ms keep both runtimes' timers identical."""
     ms = (int(us) + 999) // 1000
-    return asyncio.sleep((ms if ms > 0 else 1) / 1000)
+    return sleep_ms(ms if ms > 0 else 1)
 
 
 class Link:
@@ -40,11 +54,16 @@ class Link:
         if mode == "cts" and pcfg["busy"] is None:
             raise ValueError("printer.flow is 'cts' but printer.busy names no pin")
         self.uart = uart
-        # Read as a GPIO as well as routed to CTS: after a status query has pushed the FIFO past a
-        # held CTS (query()), the next chunk must wait for BUSY itself, not just for an empty FIFO.
-        # Without the pin object a held CTS cannot be bypassed, so status is only read while the
-        # FIFO is empty (a stuck printer is then reported "offline" instead of its fault).
+        # With BUSY read as a GPIO, the UART's own CTS is switched off here, while the FIFO is still
+        # empty: every chunk is written only when BUSY is off and is at most busy_free - 4 bytes, which
+        # the printer takes even after it raises BUSY, so the hardware stop adds nothing, and bytes it
+        # held in the FIFO could only be released by UART.init(), which first waits up to 1 s for TX
+        # to drain (ports/esp32/machine_uart.c:304-307) with the whole event loop frozen.
+        # Without the pin object the hardware CTS stays on and status is only read while the FIFO is
+        # empty (a stuck printer is then reported "offline" instead of its fault).
         self.busy = busy
+        if mode == "cts" and busy is not None:
+            uart.init(flow=0)
         self.busy_level = 1 if pcfg["busy_active_high"] else 0
         self.mode = mode
         self.demux = demux
@@ -133,31 +152,25 @@ class Link:
         uart = self.uart
         d.poll()
         d.take_reply()  # a stale reply (e.g. to 10 04 n inside QR data) must not answer this query
-        bypass = self.mode == "cts" and self.busy is not None
-        if not bypass and not await self._wait_txdone():
-            return None  # the query would queue behind data a held CTS keeps in the FIFO
-        if bypass:
-            # BUSY would hold the query behind CTS forever. What sits in the FIFO is at most one chunk,
-            # and a busy printer still has busy_free bytes free: send it all without flow control.
-            uart.init(flow=0)
-        try:
-            self.queries += 1
-            uart.write(status_query(n))
-            if timeout_ms is None:
-                timeout_ms = (self.chunk + 8) * self.frame_us // 1000 + _QUERY_EXTRA_MS
-            start = time.ticks_ms()
-            step = self._chunk_us(2)
-            while True:
-                await sleep_us(step)
-                d.poll()
-                r = d.take_reply()
-                if r >= 0:
-                    return r
-                if time.ticks_diff(time.ticks_ms(), start) > timeout_ms:
-                    return None
-        finally:
-            if bypass:
-                uart.init(flow=uart.CTS)
+        soft_cts = self.mode == "cts" and self.busy is not None
+        if not soft_cts and not await self._wait_txdone():
+            return None  # the query would queue behind data a held CTS (or XOFF) keeps in the FIFO
+        # With the BUSY pin there is no hardware flow control (__init__): what sits in the FIFO is at
+        # most one chunk, and a busy printer still has busy_free bytes free for it and the query.
+        self.queries += 1
+        uart.write(status_query(n))
+        if timeout_ms is None:
+            timeout_ms = (self.chunk + 8) * self.frame_us // 1000 + _QUERY_EXTRA_MS
+        start = time.ticks_ms()
+        step = self._chunk_us(2)
+        while True:
+            await sleep_us(step)
+            d.poll()
+            r = d.take_reply()
+            if r >= 0:
+                return r
+            if time.ticks_diff(time.ticks_ms(), start) > timeout_ms:
+                return None
 
 
 class Pacer:

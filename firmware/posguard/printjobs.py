@@ -28,6 +28,8 @@ _PARK_S = 5.0  # re-ask the power policy this often while a receipt is parked
 _RETRY_S = 5.0  # re-poll a printer fault this often
 _JOURNALED = ("PAID", "PRINTING")
 _OWED_KINDS = (ORIGINAL, DUPLICATE, RETRY, _FINISH)  # jobs that stand for a PAID/PRINTING sale
+_HELD_MAX = const(8)  # held receipts reported in status (the journal keeps every one of them)
+UNPRINTABLE = "unprintable"  # printer.Printer's reason prefix when a data file (GB table) fails
 
 
 def parse_approval(text):
@@ -97,7 +99,12 @@ class PrintJobs:
         self.parked = ""  # why the head job waits for the power policy, "" when it does not
         self.active = None  # sale id on the printer now
         self.last_sid = None  # the last sale printed as an original (reprint without an id)
-        self.counts = {ORIGINAL: 0, DUPLICATE: 0, RETRY: 0, REPRINT: 0, VOID: 0, "failed": 0, "dropped": 0}
+        self.counts = {ORIGINAL: 0, DUPLICATE: 0, RETRY: 0, REPRINT: 0, VOID: 0, "failed": 0, "dropped": 0,
+                       "held": 0}
+        # Sale ids whose receipt cannot be printed by this firmware (a missing or broken data file):
+        # taken off the queue, never retried in a loop, reported in status; the sale stays journaled.
+        self.held = []
+        self.last_hold = ""
 
     # -- queue --------------------------------------------------------------------------------------
     def add(self, kind, sid):
@@ -139,6 +146,8 @@ class PrintJobs:
                 st = book.state(sid)
             except JournalError:
                 continue
+            if sid in self.held:
+                continue  # this firmware cannot print it (a data file): reported, never retried in a loop
             if st in _JOURNALED or st == "PRINTED":
                 owed = False
                 for j in self._q:
@@ -279,6 +288,8 @@ class PrintJobs:
             self.problem = "receipt layout: %s" % e
             await asyncio.sleep(_RETRY_S)
             return True
+        except OSError as e:  # the GB table missing or unreadable (gb.TableError is an OSError)
+            return self._hold(sid, e)
         mon = self.mon
         if mon is not None:
             ok, why = mon.can_print(len(ops))
@@ -296,6 +307,8 @@ class PrintJobs:
             if reason.startswith("bad input"):
                 self.counts["dropped"] += 1
                 return True
+            if reason.startswith(UNPRINTABLE):
+                return self._hold(sid, reason)
             self.problem = reason
             await asyncio.sleep(_RETRY_S)
             return False
@@ -305,6 +318,17 @@ class PrintJobs:
                 self.last_sid = sid
             job[0] = _FINISH
             return await self._finish_or_wait(sid)
+        return True
+
+    def _hold(self, sid, why):
+        """A receipt this firmware cannot print: retrying would fail the same way (and a crashing
+        printer task would reset the board, and recovery queue it again: a reset loop)."""
+        self.counts["held"] += 1
+        if sid not in self.held:
+            if len(self.held) >= _HELD_MAX:
+                self.held.pop(0)
+            self.held.append(sid)
+        self.last_hold = "sale %s: %s" % (sid, why)
         return True
 
     async def _finish_or_wait(self, sid):

@@ -3,7 +3,9 @@
 # driving the wrong GPIO. Every key is required; `null` means "not fitted".
 import json
 
-# Type codes: i int, n number, s str, b bool; a trailing ? allows null.
+from posguard import pins
+
+# Type codes: i int, n number, s str, b bool, l list; a trailing ? allows null.
 _SCHEMA = {
     "name": "s",
     "mcu": "s",
@@ -15,6 +17,7 @@ _SCHEMA = {
         "thermistor_adc": "i?",
         "current_adc": "i?",
         "status_led": "i?",
+        "external_pullups": "l",  # pins the board pulls up with a resistor (posguard/pins.py)
     },
     "battery": {
         "cells_series": "i",
@@ -132,8 +135,7 @@ _REPL_UART = 0
 _CHEMISTRIES = ("NMC", "LFP")  # the OCV tables posguard.soc ships
 
 
-class ProfileError(ValueError):
-    pass
+ProfileError = pins.PinError  # one error type for every profile problem (a ValueError)
 
 
 def _shown(v):
@@ -158,9 +160,10 @@ def _check_value(path, code, v):
         or (t == "n" and isinstance(v, (int, float)) and not isinstance(v, bool))
         or (t == "s" and isinstance(v, str))
         or (t == "b" and isinstance(v, bool))
+        or (t == "l" and isinstance(v, list))
     )
     if not ok:
-        names = {"i": "an integer", "n": "a number", "s": "a string", "b": "true or false"}
+        names = {"i": "an integer", "n": "a number", "s": "a string", "b": "true or false", "l": "a list"}
         raise ProfileError("profile key '%s' must be %s, got %s" % (path, names[t], _shown(v)))
 
 
@@ -273,6 +276,7 @@ def validate(data):
         raise ProfileError("profile key 'printer.uart_id' must differ from the REPL's UART0 and host.uart_id")
     _check_ranges(data)
     _check_journal(data["journal"], data["host"]["line_max"])
+    pins.check(data)  # per-chip pin rules: pull-ups, console pins (posguard/pins.py)
     return data
 
 

@@ -20,6 +20,10 @@ EXT1_WAKE = 3
 TIMER_WAKE = 4
 
 _DEEPSLEEP_FOREVER = -1
+# Pads without an internal pull resistor: docs/esp32/quickref.rst "Pins 34-39 are input only, and also do
+# not have internal pull-up resistors"; machine_pin.c:237-250 sets the pull bit anyway and reports nothing,
+# so the line floats. (ESP32-S3: every GPIO has both pulls.)
+_NO_PULL = {"esp32": (34, 35, 36, 37, 38, 39)}
 
 
 def _board():
@@ -48,8 +52,13 @@ class Pin:
     def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
         net = self._net
         if mode != -1:
+            if mode != Pin.IN and self._id in _NO_PULL.get(_board().profile.get("mcu", "esp32"), ()):
+                raise ValueError("pin can only be input")  # machine_pin.c:228-232 (GPIO34-39)
             net.mode = mode
         if pull != -1:
+            prof = _board().profile
+            if pull is not None and self._id in _NO_PULL.get(prof.get("mcu", "esp32"), ()):
+                pull = None  # asked for, silently absent: the input floats (reads 0 here)
             net.pull = pull
         if value is not None:
             net.out_level = 1 if value else 0
@@ -144,12 +153,28 @@ def wake_reason():
     return _board().wake_reason
 
 
+class ChipReset(sim_power.SoftReset):
+    """machine.reset() is esp_restart(): the whole chip restarts (the task watchdog stops, RTC user
+    memory stays) and machine.reset_cause() then reads HARD_RESET (ports/esp32/modmachine.c:250-253:
+    ESP_RST_SW -> MP_HARD_RESET)."""
+
+    cause = HARD_RESET
+
+
 def reset():
-    raise sim_power.SoftReset("machine.reset()")
+    raise ChipReset("machine.reset()")
+
+
+class SoftReboot(sim_power.SoftReset):
+    """A MicroPython soft reset (machine.soft_reset(), Ctrl-D at the REPL): only the VM restarts
+    (ports/esp32/main.c `soft_reset:` loop), the task watchdog keeps counting (machine_wdt.c has no
+    deinit). machine.reset() is esp_restart(): the chip restarts and the watchdog with it."""
+
+    keeps_watchdog = True
 
 
 def soft_reset():
-    raise sim_power.SoftReset("machine.soft_reset()")
+    raise SoftReboot("machine.soft_reset()")
 
 
 def deepsleep(time_ms=_DEEPSLEEP_FOREVER):
@@ -189,3 +214,31 @@ def enable_irq(state=0):
 
 def bootloader():
     raise NotImplementedError("no bootloader on a simulated board")
+
+
+def _float32_asyncio():
+    """The ESP32 port computes in single precision (ports/esp32/mpconfigport.h:69) and asyncio.sleep(t)
+    is sleep_ms(int(t * 1000)) (extmod/asyncio/core.py:62-63). The unix port uses doubles: give its
+    asyncio.sleep the board's rounding, so a float sleep that comes out 1 ms short on a board does
+    here too."""
+    import sys
+
+    if sys.implementation.name != "micropython":
+        return
+    import asyncio
+    import struct
+
+    if getattr(asyncio, "_sim_float32", False):
+        return
+
+    def f32(x):
+        return struct.unpack("<f", struct.pack("<f", x))[0]
+
+    def sleep(t):
+        return asyncio.sleep_ms(int(f32(f32(t) * 1000.0)))
+
+    asyncio.sleep = sleep
+    asyncio._sim_float32 = True
+
+
+_float32_asyncio()

@@ -128,7 +128,14 @@ class ADC:
 
     # -- readings ----------------------------------------------------------------------------------
     def read_uv(self):
-        """Calibrated microvolts: true value plus this unit's residual error plus noise, in 12-bit steps."""
+        """Calibrated microvolts: true value plus this unit's residual error plus noise, in 12-bit steps.
+
+        A chip without factory calibration in eFuse (early ESP32s: neither eFuse Vref nor two-point
+        values; board.adc_efuse_cal = False) raises OSError like the port: ports/esp32/adc.c:69 wraps
+        ensure_adc_calibration() in check_esp_err, and creating the line/curve-fitting scheme fails
+        (adc.c:87, adc.c:94) when the eFuse holds nothing."""
+        if not getattr(self._board, "adc_efuse_cal", True):
+            raise OSError(262, "ESP_ERR_NOT_SUPPORTED")  # check_esp_err raises OSError(esp_err)
         v, hi, sat = self._effective_v()
         band = self._bands[self._atten] / 1000.0
         v = v + self._off_frac * band + self._gain_frac * band * (v / hi)

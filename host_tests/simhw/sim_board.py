@@ -13,6 +13,13 @@ _MAX_RESETS_LOG = 64
 _MAX_WAIT_S = 7 * 24 * 3600  # a dead pack waits at most a simulated week for a charger
 # Module names that live in the board's RAM: dropped on every reset so the next boot imports afresh.
 _FIRMWARE_MODULES = ("posguard", "boot", "main")
+# UART0's console pins per chip, where the ROM prints its boot log at every reset (docs/reference/
+# esp32-port.md: quickref.rst:33 for the ESP32, U0TXD/U0RXD GPIO43/44 on the ESP32-S3).
+_CONSOLE_TX = {"esp32": 1, "esp32s3": 43}
+_ROM_LOG = {
+    "esp32": b"ets Jun  8 2016 00:22:57\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n",
+    "esp32s3": b"ESP-ROM:esp32s3-20210327\r\nBuild:Mar 27 2021\r\nrst:0x1 (POWERON),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n",
+}
 
 
 class PinNet:
@@ -21,6 +28,7 @@ class PinNet:
     def __init__(self, pin_id):
         self.id = pin_id
         self.world_level = None  # None: nothing outside drives the pin
+        self.ext_pullup = False  # a resistor on the board (survives resets: it is hardware)
         self.reset()
 
     def reset(self):
@@ -36,7 +44,9 @@ class PinNet:
             return self.out_level
         if self.world_level is not None:
             return self.world_level
-        return 1 if self.pull == 2 else 0  # Pin.PULL_UP keeps a floating input high
+        # Pin.PULL_UP (or a resistor on the board, profile pins.external_pullups) keeps a released line
+        # high; a floating input reads 0 here, the harsh case for an active-low line.
+        return 1 if (self.pull == 2 or self.ext_pullup) else 0
 
     def drive(self, level):
         before = self.read()
@@ -81,6 +91,7 @@ class Board:
         self._wdt_timeout_ms = 0
         self._wdt_fed_us = 0
         self.boots = 0
+        self.rom_download = False  # the last reset found GPIO0 low: the ROM bootloader runs
         self.resets = []  # (world ms, cause name, detail), bounded
         self.on_boot = []  # world hooks called before each boot (e.g. to re-attach a UART peer)
         self.clock.add_listener(self._watchdog)
@@ -91,6 +102,7 @@ class Board:
         net = self.pins.get(pin_id)
         if net is None:
             net = PinNet(pin_id)
+            net.ext_pullup = pin_id in self.profile.get("pins", {}).get("external_pullups", ())
             self.pins[pin_id] = net
         return net
 
@@ -134,7 +146,7 @@ class Board:
         self._rtc_offset_s = secs
 
     # -- reset and boot ---------------------------------------------------------------------------
-    def _drop_ram(self, power_lost):
+    def _drop_ram(self, power_lost, keep_wdt=False):
         mods = sys.modules
         for name in list(mods.keys()):
             for prefix in _FIRMWARE_MODULES:
@@ -144,7 +156,8 @@ class Board:
         for net in self.pins.values():
             net.reset()
         self.uarts = {}
-        self._wdt_timeout_ms = 0
+        if not keep_wdt:
+            self._wdt_timeout_ms = 0
         import micropython
 
         clear = getattr(micropython, "_clear", None)
@@ -170,6 +183,12 @@ class Board:
         for hook in self.on_boot:
             hook(self)
         self.power.on = True
+        # GPIO0 is a strapping pin: low at reset starts the ROM serial bootloader, not MicroPython
+        # (docs/reference/esp32-port.md). Nothing of the firmware runs, no watchdog.
+        self.rom_download = self.pin_net(0).world_level == 0
+        if self.rom_download:
+            return None
+        self._rom_log()
         _reset_event_loop()
         cwd = os.getcwd()
         os.chdir(self.fs_dir)
@@ -183,10 +202,37 @@ class Board:
                     src = f.read()
                 exec(compile(src, path, "exec"), {"__name__": "__main__", "__file__": path})
             return None
+        except KeyboardInterrupt:  # Ctrl-C: MicroPython prints the traceback and stops at the REPL
+            return None
         except sim_power.BoardReset as e:
             return e
         finally:
             os.chdir(cwd)
+
+    def _rom_log(self):
+        """A peer wired to the chip's console TX pin hears the ROM boot log (a host link there would
+        hand it to the cashier app)."""
+        mcu = self.profile.get("mcu", "esp32")
+        host = self.profile.get("host", {})
+        if host.get("tx") == _CONSOLE_TX.get(mcu):
+            peer = self.uart_peers.get(host.get("uart_id"))
+            if peer is not None:
+                peer.receive(_ROM_LOG.get(mcu, b""), self.clock.now_us())
+
+    def watchdog_running(self):
+        return self._wdt_timeout_ms > 0
+
+    def idle_at_repl(self, ms):
+        """The board sits at the REPL for ms (nothing fed). A watchdog armed before keeps counting
+        (machine_wdt.c: no deinit) and resets the board: returns that WatchdogReset, or None."""
+        self.power.on = True
+        end = self.clock.now_us() + int(ms) * 1000
+        try:
+            while self.clock.now_us() < end:  # 10 ms steps: the reset lands when the timeout runs out
+                self.clock.advance_us(min(10000, end - self.clock.now_us()))
+        except sim_power.WatchdogReset as e:
+            return e
+        return None
 
     def run(self, until_ms, max_boots=100000):
         """Run the board until world time until_ms. Returns a short summary dict."""
@@ -195,8 +241,13 @@ class Board:
         try:
             while self.boots < max_boots:
                 r = self.boot_once()
+                if r is None and self.watchdog_running():
+                    # Back at the REPL with the watchdog still counting: it fires within its timeout.
+                    r = self.idle_at_repl(self._wdt_timeout_ms + 1000)
                 if r is None:
                     outcome = "firmware returned to the REPL"
+                    if self.rom_download:
+                        outcome = "ROM download mode (GPIO0 held low at reset)"
                     break
                 if isinstance(r, sim_power.SimulationEnd):
                     break
@@ -221,7 +272,7 @@ class Board:
         if isinstance(r, sim_power.PowerLoss):
             self._drop_ram(True)
             return self._wait_until(self.power.can_start, 0)
-        self._drop_ram(False)
+        self._drop_ram(False, getattr(r, "keeps_watchdog", False))
         if isinstance(r, sim_power.DeepSleep):
             return self._deep_sleep(r.ms)
         return True

@@ -1,18 +1,39 @@
-# Heap accounting for the unix port. An ESP32 without PSRAM gives the firmware about 110 KB of free
-# heap (docs/reference/micropython-runtime.md); in the unix port the simulated hardware lives in the
-# same heap, which a board does not carry. So the VM starts with room for both, the simulator's modules
-# load first, and a ballast pins everything above the firmware's budget: from then on the firmware (and
-# whatever the simulator allocates while running, which makes the bound stricter, never looser) has
-# exactly the board's free heap. CPython: no-op.
+# Heap accounting for the unix port: the firmware sees the heap an ESP32 port gives it, laid out the way
+# the port lays it out. In the unix port the simulated hardware lives in the same heap, which a board does
+# not carry. So the VM starts with room for both, the simulator's modules load first, and a ballast pins
+# everything else: from then on the firmware (and whatever the simulator allocates while running, which
+# makes the bound stricter, never looser) has exactly the board's heap. CPython: no-op.
 #
-# The firmware's own bytecode: on a production board without PSRAM it is frozen into the MicroPython
-# build (firmware/manifest.py) and lives in flash, not in the heap. preload_firmware() models that by
-# importing every posguard module before the budget is pinned, so the 110 KB are for working data;
-# code_bytes() says what the code alone would take as .mpy in RAM (a figure the gate prints).
+# The port's heap (docs/reference/micropython-runtime.md, "The ESP32 port's heap"): MicroPython starts with
+# MICROPY_GC_INITIAL_HEAP_SIZE (ports/esp32/mpconfigport.h:30-37: 56 KB on the ESP32, 64 KB on the S3)
+# and, with MICROPY_GC_SPLIT_HEAP_AUTO (mpconfigport.h:89-90), adds separate areas when an allocation
+# fails (py/gc.c:293-384 gc_try_add_heap): each one at least doubles the total, at most the largest free
+# block of the ESP-IDF system heap (ports/esp32/gccollect.c:80-87). An object never spans two areas, so
+# the largest single allocation is bounded by the largest area, not by the total. Modelled here as the
+# areas the port would reach from the chip's largest free system block at boot, each a separate free run
+# (a pinned separator between them), all present from the start.
+#
+# The firmware's own bytecode: a build with the package frozen in (firmware/manifest.py) keeps it in flash.
+# preload_firmware() models that by importing every posguard module before the heap is pinned; with
+# preload=False (code deployed as .mpy) the code loads into the modelled heap and counts against it.
 import gc
 import sys
 
-FIRMWARE_BUDGET = 110 * 1024
+# Per chip: usable bytes of each heap area, as micropython.mem_info() reports them ("GC: total").
+#  esp32:   the 56 KB initial area ("GC: total: 56000") plus one area the size of the largest free system
+#           block at boot; reports from ESP32_GENERIC boards give 57344 to 102400 bytes of "max new split"
+#           at boot, the harsher 57344 is used: a second 56000-byte area (total 112000, as the same
+#           reports show after one growth). Nothing left for a third.
+#  esp32s3: 64 KB initial ("GC: total: 64000", "max new split: 188352" on ESP32_GENERIC_S3 without PSRAM):
+#           gc_try_add_heap doubles the total (a 65536-byte area, 64000 usable), then takes what is left
+#           of that block (188352 - 65536 = 122816 bytes, 119936 usable after the area's tables).
+# Figures and their sources: docs/reference/micropython-runtime.md.
+PORT_AREAS = {
+    "esp32": (56000, 56000),
+    "esp32s3": (64000, 64000, 119936),
+}
+DEFAULT_CHIP = "esp32"  # the smaller heap: the harsher default when no profile says which chip
+FIRMWARE_BUDGET = sum(PORT_AREAS[DEFAULT_CHIP])
 # Loaded before the ballast: every simulated part that exists (the list is the whole simulator).
 SIM_MODULES = (
     "sim_clock",
@@ -79,25 +100,46 @@ def code_bytes():
     return _code_bytes
 
 
-def pin_firmware_budget(budget=FIRMWARE_BUDGET, preload=True):
-    """Load the simulator (and the firmware's code, as frozen), then leave exactly `budget` bytes
-    of free heap. Returns the bytes pinned."""
-    global _base_alloc
+def areas_for(chip=None):
+    """The heap areas (usable bytes) the port gives the firmware on `chip` (None: the default chip)."""
+    if chip is None:
+        import os
+
+        chip = os.getenv("POSGUARD_CHIP") or DEFAULT_CHIP
+    if chip not in PORT_AREAS:
+        raise ValueError("no heap model for chip %r (known: %s)" % (chip, ", ".join(sorted(PORT_AREAS))))
+    return PORT_AREAS[chip]
+
+
+_areas = ()
+
+
+def pinned_areas():
+    return _areas
+
+
+def pin_firmware_budget(budget=None, preload=True, chip=None):
+    """Load the simulator (and the firmware's code, as frozen, unless preload=False), then leave exactly
+    the port's heap areas free on `chip` (or one contiguous `budget` bytes, when given). Returns the
+    bytes pinned."""
+    global _base_alloc, _areas
     if sys.implementation.name != "micropython":
         return 0
+    sizes = (budget,) if budget is not None else areas_for(chip)
     _import_all()
     if preload:
         preload_firmware()
     gc.collect()
-    if gc.mem_free() < budget:
+    need = sum(sizes) + _SEPARATOR * len(sizes)
+    if gc.mem_free() < need:
         raise MemoryError("VM heap too small: the simulator leaves %d bytes, the firmware needs %d" % (
-            gc.mem_free(), budget))
-    # Hold the budget as one block, fill every other free byte with ballast, then release the budget:
-    # the firmware gets exactly `budget` contiguous bytes, as on a freshly booted board, whatever holes
-    # the simulator's own imports left behind. Pieces shrink from the largest run down to 16 bytes.
+            gc.mem_free(), need))
+    # Hold the whole model as one block, fill every other free byte with ballast, then release it: the
+    # firmware gets exactly these areas, whatever holes the simulator's own imports left behind. Pieces
+    # shrink from the largest run down to 16 bytes.
     slots = [None] * _MAX_PIECES
     _ballast.append(slots)
-    reserve = bytearray(budget)
+    reserve = bytearray(need)
     n = 0
     pinned = 0
     size = _largest_block()
@@ -114,10 +156,24 @@ def pin_firmware_budget(budget=FIRMWARE_BUDGET, preload=True):
                 break
             pinned += size
             n += 1
+    # Now the reserve is the only free run. Carve it into the areas: each area's stand-in, then a small
+    # pinned separator, so no allocation can span two areas (it cannot on the port either).
     del reserve
     gc.collect()
+    keep = []
+    for s in sizes:
+        area = bytearray(s - 64)  # its object header and buffer both land in this run (first fit)
+        sep = bytearray(_SEPARATOR - 64)
+        keep.append(area)
+        _ballast.append(sep)
+    del keep, area
+    gc.collect()
+    _areas = tuple(sizes)
     _base_alloc = gc.mem_alloc()
     return pinned
+
+
+_SEPARATOR = 128  # bytes pinned between two areas (object header + buffer of a small bytearray)
 
 
 def _largest_block():

@@ -24,6 +24,7 @@ import sim_clock
 
 _HW_FIFO = 128  # ESP32 UART hardware FIFO length in bytes (ESP32 TRM, "UART FIFO")
 _FREEZE_LIMIT_US = 600 * 1000000  # a blocked write with no watchdog: report a hang after 10 min virtual
+_INIT_TX_WAIT_US = 1000000  # UART.init() waits this long at most for TX to drain (machine_uart.c:306)
 _MAX_PENDING_RX = 64  # far-end chunks in flight on the RX wire (a runaway peer is a model bug)
 
 
@@ -105,6 +106,7 @@ class Wire:
         self.rx_dropped = 0
         self.tx_bytes = 0
         self.cts_stalls = 0  # frames the wire could not start because CTS said stop
+        self.init_wait_max_us = 0  # longest UART.init() spent waiting for TX (the event loop frozen)
         board.clock.add_listener(self._on_time)
 
     # -- configuration ------------------------------------------------------------------------
@@ -218,10 +220,27 @@ def wire_for(board, uart_id):
     return w
 
 
+# UART0's console RX pin per chip (docs/reference/esp32-port.md): until the firmware's own UART takes
+# that pin, bytes arriving there go to the REPL.
+_CONSOLE_RX = {"esp32": 3, "esp32s3": 44}
+
+
+def _to_repl(board, uart_id, data):
+    """A peer wired to the console RX pin talks to the REPL until a firmware UART owns the pin: a 0x03
+    (Ctrl-C) there is a KeyboardInterrupt in whatever the board runs (boot.py, main.py's start)."""
+    prof = getattr(board, "profile", None) or {}
+    host = prof.get("host", {})
+    if host.get("uart_id") != uart_id or host.get("rx") != _CONSOLE_RX.get(prof.get("mcu", "esp32")):
+        return
+    if wire_for(board, uart_id).owner is None and board.power.on and 3 in data:
+        raise KeyboardInterrupt("0x03 from the host link on the console pins reached the REPL")
+
+
 def send_to_board(board, uart_id, data, t_us=None):
     """What a peer calls to send bytes to the firmware (they arrive one frame time apart)."""
     if t_us is None:
         t_us = board.clock.now_us()
+    _to_repl(board, uart_id, data)
     wire_for(board, uart_id).peer_send(data, t_us)
 
 
@@ -276,6 +295,7 @@ class UART:
         self._invert = 0
         self._flow = 0
         self._wire.drop_all()  # a freshly installed driver starts with empty buffers
+        self._installed = False
         self.init(
             baudrate,
             bits,
@@ -312,6 +332,9 @@ class UART:
         invert=None,
         flow=None,
     ):
+        if self._installed:
+            self._wait_tx_before_init()
+        self._installed = True
         if baudrate is not None:
             if baudrate <= 0 or baudrate > 5000000:
                 raise ValueError("invalid baudrate")
@@ -370,6 +393,20 @@ class UART:
             self._invert,
         )
         self._board.uarts[self._id] = self
+
+    def _wait_tx_before_init(self):
+        # ports/esp32/machine_uart.c:304-307: init() on an installed driver first calls
+        # uart_wait_tx_done(uart_num, pdMS_TO_TICKS(1000)): up to 1 s blocked (nothing else runs) while
+        # the FIFO cannot drain, e.g. CTS held by a busy printer. Then the settings change anyway.
+        w = self._wire
+        clock = self._board.clock
+        start = clock.now_us()
+        frame_us = max(1, w.frame_ns // 1000)
+        while not self.txdone() and clock.now_us() - start < _INIT_TX_WAIT_US:
+            clock.advance_us(min(frame_us, _INIT_TX_WAIT_US - (clock.now_us() - start)))
+        waited = clock.now_us() - start
+        if waited > w.init_wait_max_us:
+            w.init_wait_max_us = waited
 
     def deinit(self):
         if self._board.uarts.get(self._id) is self:

@@ -30,6 +30,13 @@ import sim_power
 MODE = os.getenv("POSGUARD_VBOARD_BOOT") or "full"
 RUN_DIR = os.getenv("POSGUARD_VBOARD_RUN")
 SPEED = float(os.getenv("POSGUARD_VBOARD_SPEED") or "1")
+# The watchdog as the bridge hands it over across a soft reset: "TIMEOUT_MS LEFT_MS" (virtual ms). The
+# port's machine.WDT has no deinit and a soft reset does not stop the task watchdog
+# (ports/esp32/machine_wdt.c:51-62: esp_task_wdt_reconfigure with trigger_panic), so it keeps running.
+WDT_HANDOVER = os.getenv("POSGUARD_VBOARD_WDT") or ""
+# The service button as last set through the control channel (hold | release), which the bridge may
+# have applied while no world was running (the board sat at the REPL).
+SERVICE = os.getenv("POSGUARD_VBOARD_SERVICE") or ""
 
 _CHUNK_MS = 50  # longest real sleep between looks at the control FIFO
 _MAX_LINE = 512
@@ -88,8 +95,37 @@ class World:
         why = os.getenv("POSGUARD_VBOARD_RESET") or "start"
         if why == "soft":
             self.board.reset_cause = 5  # machine.SOFT_RESET
+            self._restore_watchdog(state)
+        elif why == "resume":
+            self._restore_watchdog(state)  # a Ctrl-C before the REPL: no reset at all on a board
         elif why == "start":
             self.board.reset_cause = 1  # machine.PWRON_RESET
+            # The pack was off (or this is the first start): RTC memory and the RTC's time are gone.
+            self.board.rtc_memory = b""
+            self.board._rtc_offset_s = None
+        elif why == "hard":
+            self.board.reset_cause = 2  # machine.HARD_RESET: the reset button or machine.reset()
+        elif why == "wdt":
+            self.board.reset_cause = 3  # machine.WDT_RESET: the bridge saw it expire at the REPL
+
+    def _restore_watchdog(self, state):
+        # What the bridge counted at the REPL, else what the VM before saved (same virtual clock).
+        b = self.board
+        parts = WDT_HANDOVER.split()
+        if len(parts) == 2:
+            timeout_ms, left_ms = int(parts[0]), int(parts[1])
+            b._wdt_timeout_ms = timeout_ms
+            b._wdt_fed_us = self.clock.now_us() - (timeout_ms - left_ms) * 1000
+        elif state.get("wdt"):
+            b._wdt_timeout_ms, b._wdt_fed_us = state["wdt"]
+
+    def watchdog_left_ms(self):
+        """(timeout, virtual ms before it fires) of a running watchdog, or None."""
+        b = self.board
+        if not b._wdt_timeout_ms:
+            return None
+        left = b._wdt_timeout_ms - (self.clock.now_us() - b._wdt_fed_us) // 1000
+        return b._wdt_timeout_ms, max(0, left)
 
     def _restore(self, st):
         b = self.board
@@ -112,7 +148,10 @@ class World:
             self.printer.load_paper(st["paper_mm"])
             if st["cover_open"]:
                 self.printer.open_cover()
-        if st.get("service_held") and self.profile["pins"]["service"] is not None:
+        held = st.get("service_held")
+        if SERVICE in ("hold", "release"):
+            held = SERVICE == "hold"  # set through the bridge while no world ran
+        if held and self.profile["pins"]["service"] is not None:
             self.service_held = True
             b.drive_pin(self.profile["pins"]["service"], 0)
 
@@ -129,6 +168,7 @@ class World:
             "boots": b.boots,
             "reset_cause": b.reset_cause,
             "wake_reason": b.wake_reason,
+            "wdt": [b._wdt_timeout_ms, b._wdt_fed_us] if b._wdt_timeout_ms else None,
         }
         if pacer is not None:
             st["speed"] = pacer.speed
@@ -515,7 +555,8 @@ def command(cmd):
             return _printer_command(verb, args)
         if verb == "service":
             # The service button (profile pins.service; GPIO0 = BOOT on dev kits) pulls the pin low
-            # while held; released, the pin's pull-up reads 1. boot.py looks at it at the next boot.
+            # while held; released, the pin's pull-up reads 1. The firmware polls it while trading (a
+            # long press = service mode); held through a reset, GPIO0 starts the ROM's download mode.
             pin = w.profile["pins"]["service"]
             if pin is None:
                 return "error this profile has no service pin"
@@ -592,8 +633,12 @@ def _load_profile():
         return json.load(f)
 
 
+_ROM_STRAP_PIN = 0  # GPIO0 low at reset: the ROM's serial download mode (docs/reference/esp32-port.md)
+
+
 def _boot(files):
-    """Run the board's startup files (those present), as sim_board.Board.boot_once does."""
+    """Run the board's startup files (those present), as sim_board.Board.boot_once does. Returns None
+    (they ended), a BoardReset, or "rom" (GPIO0 held low at reset: MicroPython never starts)."""
     import sim_board
 
     b = board
@@ -602,6 +647,10 @@ def _boot(files):
         hook(b)
     b.power.on = True
     b.power.set_load("board", b.profile["power"]["idle_a"])
+    # Strapping pins are sampled by the chip's reset, not by a soft reset (only the VM restarts then).
+    chip_reset = (os.getenv("POSGUARD_VBOARD_RESET") or "start") not in ("soft", "resume")
+    if chip_reset and b.pin_net(_ROM_STRAP_PIN).world_level == 0:
+        return "rom"
     sim_board._reset_event_loop()
     try:
         for name in files:
@@ -614,12 +663,33 @@ def _boot(files):
         return e
 
 
+def _wdt_fields():
+    wdt = world.watchdog_left_ms() if world is not None and world.power.on else None
+    speed = pacer.speed if pacer is not None else SPEED
+    return "" if wdt is None else " wdt %d %d %r" % (wdt[0], wdt[1], speed)
+
+
 def _run(files):
     """Boot once. A reset (power loss, watchdog, deep sleep, reset button) ends this VM: the world
     waits for power (or the wake-up) here, is saved, and the bridge starts a fresh VM, so the next boot
     gets a fresh heap with the firmware loaded once, as frozen code in flash would be."""
     r = _boot(files)
     if r is None:
+        return
+    if r == "rom":
+        # What the ESP32 ROM prints on UART0 when a strapping pin selects download mode; then it waits for
+        # esptool, and MicroPython (its REPL included) never runs.
+        print("rst:0x1 (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))")
+        print("waiting for download")
+        save_world()
+        _tell_bridge("rom download")
+        _wait_for_bridge()
+        return
+    if getattr(r, "keeps_watchdog", False):
+        # machine.soft_reset() in the firmware: a soft reset (only the VM restarts), the watchdog goes on.
+        save_world()
+        _tell_bridge("reboot soft" + _wdt_fields())
+        _wait_for_bridge()
         return
     save_flash()
     print("vboard: reset (%s: %s), booting again" % (r.__class__.__name__, r.args[0] if r.args else ""))
@@ -628,6 +698,14 @@ def _run(files):
         return
     save_world()
     _ask_for_new_vm()
+
+
+def _wait_for_bridge():
+    import utime
+
+    for _ in range(100):  # the bridge replaces this VM within a tick; bounded in case it does not
+        utime.sleep_ms(100)
+    print("vboard: the bridge did not restart the VM")
 
 
 def _ask_for_new_vm():
@@ -651,28 +729,82 @@ def _firmware_present():
         return False
 
 
+def _chip():
+    # The silicon under the virtual board: what the bridge was told (--chip, or the --board profile's mcu),
+    # else the deployed profile's mcu, else the default (the smaller ESP32 heap).
+    chip = os.getenv("POSGUARD_VBOARD_CHIP")
+    if not chip and world is not None:
+        chip = world.profile.get("mcu")
+    return chip or None
+
+
 def _pin_heap():
-    # The VM's heap also holds the simulator; pin the surplus so the firmware and the REPL see a
-    # board's free heap (host_tests/simhw/sim_heap.py). With a firmware present, its modules are
-    # loaded first, as the production build has them frozen in flash (firmware/manifest.py); a blank
-    # board just pins.
+    # The VM's heap also holds the simulator; pin the rest so the firmware and the REPL see the heap the
+    # chip's port gives (host_tests/simhw/sim_heap.py: its areas, split as the port splits them). Code
+    # deployed on the filesystem (.mpy or .py under posguard/) loads into that heap, as on a board; only a
+    # firmware that is not on the filesystem (vboard --frozen: the package frozen into the build) is
+    # loaded first, as frozen code lives in flash.
     import sim_heap
 
+    frozen = not _exists("posguard") and _firmware_present()
     try:
-        sim_heap.pin_firmware_budget(preload=_firmware_present())
+        sim_heap.pin_firmware_budget(preload=frozen, chip=_chip())
     except MemoryError as e:
         print("vboard: %s" % e)
     except Exception as e:  # a firmware module that does not import: say so, still give a REPL
         print("vboard: firmware preload failed (%s: %s); heap pinned without it" % (type(e).__name__, e))
         try:
-            sim_heap.pin_firmware_budget(preload=False)
-        except MemoryError as e2:
+            sim_heap.pin_firmware_budget(preload=False, chip=_chip())
+        except (MemoryError, ValueError) as e2:
             print("vboard: %s" % e2)
+
+
+def _tell_bridge(text):
+    """A line for the bridge on the reply FIFO, id 0 (not a reply to a control command)."""
+    if RUN_DIR is None:
+        return
+    try:
+        if pacer is not None and pacer.reply is not None:
+            pacer.reply.write(("0 %s\n" % text).encode())
+        else:
+            with open(RUN_DIR + "/reply.fifo", "wb") as f:
+                f.write(("0 %s\n" % text).encode())
+    except OSError:
+        pass
+
+
+def _world_off():
+    """The board is at the REPL now: nothing here reads control commands or advances virtual time. The
+    bridge takes over what still happens to a board sitting at its REPL: the buttons, the power, and a
+    watchdog the firmware armed (it keeps counting on the chip, in real time)."""
+    _tell_bridge("world off" + _wdt_fields())
+
+
+def _repl_reset():
+    # machine.reset() typed at the REPL (deploy's maintenance reset, a technician): esp_restart() on the
+    # port, a hard reset whose machine.reset_cause() is HARD_RESET (ports/esp32/modmachine.c:250-253).
+    save_world()
+    _tell_bridge("reset hard")
+    _wait_for_bridge()
+
+
+def _repl_soft_reset():
+    # machine.soft_reset() typed at the REPL: what Ctrl-D does. The unix port ends its process on a
+    # SystemExit at the REPL and the bridge starts the next VM as a soft reset (the watchdog goes on).
+    save_world()
+    raise SystemExit
+
+
+def _install_repl_hooks():
+    import machine
+
+    machine.reset = _repl_reset
+    machine.soft_reset = _repl_soft_reset
 
 
 def start():
     global board, world, pacer
-    if MODE == "none" or not _exists("board.json"):
+    if not _exists("board.json"):
         _pin_heap()
         return
     try:
@@ -689,13 +821,15 @@ def start():
     world.power.on = True
     sim_clock.install()
     pacer = Pacer(world.clock, saved.get("speed", SPEED), world.host)
+    _tell_bridge("world on")
     sys.atexit(save_world)
     try:
         if not world.power.can_start():
             print("vboard: no power (pack disconnected): waiting for 'power on'")
             if not board._wait_until(world.power.can_start, 0):
                 return
-        _run(("boot.py",) if MODE == "boot" else ("boot.py", "main.py"))
+        if MODE != "none":  # "none": a Ctrl-C landed before the REPL; the world goes on, no script runs
+            _run(("boot.py",) if MODE == "boot" else ("boot.py", "main.py"))
     except KeyboardInterrupt as e:
         sys.print_exception(e)
     except Exception as e:  # like a board: the traceback, then the REPL
@@ -704,3 +838,5 @@ def start():
 
 
 start()
+_install_repl_hooks()
+_world_off()

@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 from posguard_tools import journal_format as jf
-from posguard_tools import paths
+from posguard_tools import maintenance, paths, port_diag
 
 HELP = "dump or verify a journal partition image (sales, records, sectors)"
 
@@ -81,15 +81,34 @@ def _exec(port: str, script: str, timeout: float) -> str:
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
-        raise OSError(f"no answer from {port} within {timeout:.0f} s") from e
+        raise OSError(port_diag.explain_silence(port, timeout)) from e
     if r.returncode != 0:
-        raise OSError(f"mpremote could not read {port}: {(r.stderr or r.stdout).strip()[-300:]}")
+        text = (r.stderr or r.stdout).strip()
+        raise OSError(port_diag.explain_failure(port, text) or f"mpremote could not read {port}: {text[-300:]}")
     return r.stdout
 
 
 def read_from_board(port: str, label: str, timeout: float) -> bytes:
     """The journal partition's bytes, read on the board through mpremote (nothing is written there).
+    A trading terminal is restarted into service mode for the read and back into trading after it:
+    mpremote's Ctrl-C leaves its watchdog counting (issue 13, item 5; posguard_tools.maintenance).
     Raises OSError with a message a person can act on."""
+    problem = port_diag.open_problem(port)
+    if problem:
+        raise OSError(problem)
+    st = maintenance.state(port, timeout)
+    try:
+        serviced = st is not None and maintenance.enter(port, st)
+    except maintenance.MaintenanceError as e:
+        raise OSError(str(e)) from e
+    try:
+        return _read_partition(port, label, timeout)
+    finally:
+        if serviced:
+            maintenance.leave(port)
+
+
+def _read_partition(port: str, label: str, timeout: float) -> bytes:
     info = _exec(port, _INFO_SCRIPT % label, timeout)
     if "POSGUARD-NO-PARTITION" in info:
         raise OSError(f"the board on {port} has no data partition labelled '{label}' (make provision)")

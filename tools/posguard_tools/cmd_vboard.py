@@ -6,13 +6,14 @@ import argparse
 import json
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
 
-from posguard_tools import paths
-from posguard_tools.vboard import CONTROL_HELP, VirtualBoard, send_control, write_info
+from posguard_tools import deploy_heapcheck, paths, port_diag
+from posguard_tools.vboard import CONTROL_HELP, ControlAddressError, VirtualBoard, send_control, write_info
 
 HELP = "run a virtual board (unix port + simulated hardware) whose REPL mpremote can connect to"
 
@@ -31,7 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second")
     parser.add_argument(
-        "--from-source", action="store_true", help="also import the firmware from firmware/ (no deploy needed)"
+        "--from-source",
+        "--frozen",
+        dest="from_source",
+        action="store_true",
+        help="a build with the firmware frozen in: posguard comes from firmware/, its code in flash (not the heap); "
+        "deploy to it with --frozen",
+    )
+    parser.add_argument(
+        "--chip",
+        choices=("esp32", "esp32s3"),
+        default=None,
+        help="the chip, hence the port's heap (default: the --board profile's mcu, else esp32)",
     )
     parser.add_argument("--no-boot", action="store_true", help="do not run boot.py/main.py at the first start")
     parser.add_argument("--info", type=Path, default=None, help="also write the paths as JSON to this file")
@@ -51,7 +63,26 @@ def _control(addr: str, commands: list[str]) -> int:
         return 2
     try:
         replies = send_control(addr, commands)
-    except (OSError, ValueError) as e:
+    except ControlAddressError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ConnectionRefusedError:
+        print(
+            f"error: no virtual board control channel at {addr}: nothing listens there (connection refused). "
+            "Is the virtual board running? Use the CONTROL address it printed at start (make vboard).",
+            file=sys.stderr,
+        )
+        return 1
+    except socket.gaierror as e:
+        print(
+            f"error: --ctl {addr}: unknown host ({e.strerror}); the control channel listens on 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
+    except TimeoutError:
+        print(f"error: no virtual board control channel at {addr}: no reply (timed out)", file=sys.stderr)
+        return 1
+    except OSError as e:
         print(f"error: no virtual board control channel at {addr}: {e}", file=sys.stderr)
         return 1
     bad = 0
@@ -91,9 +122,26 @@ def run(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("error: --speed must be positive", file=sys.stderr)
         return 2
+    chip = args.chip
+    if chip is None and args.board is not None:
+        chip = json.loads((fs_dir / "board.json").read_text()).get("mcu")
+    if args.board is not None and not args.from_source and args.chip is None:
+        # The board as shipped (docs/device.md, 'Shipped profiles'): a profile whose chip cannot hold the
+        # package as .mpy runs a build with it frozen in.
+        try:
+            if deploy_heapcheck.plan_for(args.board).frozen:
+                args.from_source = True
+                print(
+                    f"{args.board} runs a build with posguard frozen in (its heap cannot hold the .mpy): "
+                    f"the virtual board does too; deploy to it with --frozen",
+                    flush=True,
+                )
+        except (RuntimeError, OSError) as e:
+            print(f"note: could not size the firmware for {args.board}: {e}", file=sys.stderr)
     board = VirtualBoard(
         fs_dir,
         args.run_dir,
+        chip=chip,
         control_port=args.control_port,
         firmware_from_source=args.from_source,
         boot_firmware=not args.no_boot,
@@ -111,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     _print_paths(board)
+    registered = port_diag.register(board.info())  # so a tool pointed at the HOST pty can name the REPL
     if args.info is not None:
         write_info(board, args.info)
     try:
@@ -118,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        port_diag.unregister(registered)
         board.close()
         if args.save is not None:
             board.save(args.save)

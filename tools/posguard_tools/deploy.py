@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posguard_tools import paths
+from posguard_tools import deploy_heapcheck, maintenance, paths, port_diag
 
 MANIFEST = ".posguard-manifest.json"
 STAGING = ".staging"
@@ -169,7 +169,12 @@ def build(
             dest = rel.with_suffix(".mpy").as_posix()
             arts.append(Artifact(dest, compile_mpy(src, march, out / dest, rel.as_posix())))
         else:
-            arts.append(Artifact(rel.as_posix(), src.read_bytes()))  # data files (e.g. the GB18030 table)
+            raise DeployError(f"{rel}: only Python inside the package; data files belong in firmware/data/")
+    # Data files go beside the package, never inside it: a posguard/ directory on the filesystem comes
+    # before .frozen on sys.path and would hide a frozen package (posguard/gb.py data_path).
+    for src in sorted((firmware / "data").glob("*")) if (firmware / "data").is_dir() else []:
+        if src.is_file():
+            arts.append(Artifact("data/" + src.name, src.read_bytes()))
     for name in ("boot.py", "main.py"):
         arts.append(Artifact(name, (firmware / name).read_bytes()))
     arts.append(Artifact("board.json", load_profile(board)))
@@ -209,7 +214,7 @@ _PROBE = (
     "    t = ''\n"
     "print('POSGUARD-PROBE %s %d %s' % (sys.implementation.name, m, sys.platform))\n"
     "print('POSGUARD-MANIFEST ' + t.replace(chr(10), ' '))\n"
-)
+) + maintenance.STATE_SCRIPT + deploy_heapcheck.PROBE_SNIPPET  # state first: the snippet drops posguard.*
 
 
 @dataclass
@@ -219,6 +224,8 @@ class Device:
     mpy: int
     platform: str
     manifest: dict[str, str]
+    state: maintenance.State | None = None
+    free_heap: int | None = None  # gc.mem_free() with posguard's modules dropped (deploy_heapcheck)
 
 
 def mpremote(port: str, *args: str, timeout: float = _MPREMOTE_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -227,13 +234,14 @@ def mpremote(port: str, *args: str, timeout: float = _MPREMOTE_TIMEOUT_S) -> sub
             [paths.venv_bin("mpremote"), "connect", port, *args], capture_output=True, text=True, timeout=timeout
         )
     except subprocess.TimeoutExpired as e:
-        raise DeployError(
-            f"{port}: no answer from the device within {timeout:.0f} s (is it a MicroPython REPL?)"
-        ) from e
+        raise DeployError(port_diag.explain_silence(port, timeout)) from e
 
 
 def _explain(port: str, r: subprocess.CompletedProcess[str]) -> str:
     text = (r.stderr + r.stdout).strip()
+    better = port_diag.explain_failure(port, text)
+    if better:
+        return better
     if "failed to access" in text or "No such file" in text or "could not open port" in text:
         return f"{port}: no device there (check the cable and `mpremote devs`): {text.splitlines()[-1]}"
     if "could not enter raw repl" in text:
@@ -244,9 +252,11 @@ def _explain(port: str, r: subprocess.CompletedProcess[str]) -> str:
 
 
 def probe(port: str, timeout: float = PROBE_TIMEOUT_S) -> Device:
-    if not Path(port).exists() and not port.startswith(("rfc2217:", "socket:")) and ":" not in port:
-        raise DeployError(f"{port}: no such port (no device there; `mpremote devs` lists the connected ones)")
-    r = mpremote(port, "exec", _PROBE, timeout=timeout)
+    problem = port_diag.open_problem(port)
+    if problem:
+        raise DeployError(problem)
+    # `resume`: no soft reset first, so the probe still sees whether posguard's terminal was running.
+    r = mpremote(port, "resume", "exec", _PROBE, timeout=timeout)
     if r.returncode != 0:
         raise DeployError(_explain(port, r))
     m = re.search(r"POSGUARD-PROBE (\S+) (-?\d+) (\S+)", r.stdout)
@@ -262,7 +272,8 @@ def probe(port: str, timeout: float = PROBE_TIMEOUT_S) -> Device:
             man = {str(k): str(v) for k, v in loaded.get("files", {}).items()}
         except (ValueError, AttributeError):
             man = {}  # a damaged manifest: copy everything
-    return Device(port, m.group(1), int(m.group(2)), m.group(3), man)
+    return Device(port, m.group(1), int(m.group(2)), m.group(3), man, maintenance.parse_state(r.stdout),
+                  deploy_heapcheck.free_heap_from_probe(r.stdout))
 
 
 @dataclass
@@ -298,9 +309,28 @@ def _switch_script(p: Plan) -> str:
         "        os.remove(d)\n"
         "    except OSError:\n"
         "        pass\n"
+        # Folders left empty go too: an empty posguard/ would still shadow a frozen package.
+        f"for d in {_emptied_dirs(p)!r}:\n"
+        "    try:\n"
+        "        os.rmdir(d)\n"
+        "    except OSError:\n"
+        "        pass\n"
         f"os.rename(S + '/' + {MANIFEST!r}, {MANIFEST!r})\n" + _RMTREE + "rmtree(S)\n"
         "print('POSGUARD-SWITCHED')\n"
     )
+
+
+def _prefixes(path: str) -> list[str]:
+    """The folders above a file: 'a/b/c.mpy' -> ['a/b', 'a']."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def _emptied_dirs(p: Plan) -> list[str]:
+    """Folders of removed files that the new build does not use, deepest first."""
+    used = {d for a in p.copy + p.unchanged for d in _prefixes(a.dest)}
+    gone = {d for r in p.remove for d in _prefixes(r)}
+    return sorted(gone - used, key=lambda d: (-d.count("/"), d))
 
 
 # Device-side helpers spliced into the scripts deploy runs on the board (MicroPython has no makedirs).
@@ -386,6 +416,7 @@ class Report:
     device: Device
     plan: Plan
     restarted: bool
+    serviced: bool = False  # the terminal was trading: the copy ran in service mode, then it restarted
 
     def lines(self) -> list[str]:
         p, d = self.plan, self.device
@@ -395,15 +426,21 @@ class Report:
         for gone in p.remove:
             out.append(f"  removed  {gone}")
         out.append(f"  {len(p.copy)} copied, {len(p.unchanged)} unchanged, {len(p.remove)} removed")
+        if self.serviced:
+            out.insert(1, "  the terminal was trading: restarted into service mode (no watchdog) for the copy")
         if p.copy or p.remove:
             out.append(
                 "  switched the staging folder live; "
                 + (
-                    "soft reset: boot.py and main.py running"
+                    "restarted into trading (machine.reset): boot.py and main.py running"
+                    if self.serviced
+                    else "soft reset: boot.py and main.py running"
                     if self.restarted
                     else "soft reset not confirmed: press reset"
                 )
             )
+        elif self.serviced:
+            out.append("  already up to date: nothing copied; restarted into trading")
         else:
             out.append("  already up to date: nothing copied, no reset")
         return out
@@ -429,21 +466,45 @@ def deploy(
             f"mpy v6 files; flash MicroPython 1.23 or newer"
         )
     check_loadable(arts, device_mpy(dev.mpy))
-    p = plan(arts, dev.manifest, force)
-    if dry_run or not (p.copy or p.remove):
-        return Report(dev, p, False)
-    upload(port, p, paths.OUT / "deploy" / f"{board}-{march}")
-    return Report(dev, p, soft_reset_friendly(port))
+    if dry_run:
+        _check_heap(port, dev, arts, frozen)
+        return Report(dev, plan(arts, dev.manifest, force), False)
+    # The probe interrupted a trading terminal: its watchdog is still counting (issue 13, item 5).
+    try:
+        serviced = dev.state is not None and maintenance.enter(port, dev.state)
+    except maintenance.MaintenanceError as e:
+        raise DeployError(str(e)) from e
+    try:
+        if serviced:
+            dev = probe(port, probe_timeout)  # in service mode: the heap as the new firmware will find it
+        _check_heap(port, dev, arts, frozen)
+        p = plan(arts, dev.manifest, force)
+        if p.copy or p.remove:
+            upload(port, p, paths.OUT / "deploy" / f"{board}-{march}")
+    finally:
+        if serviced:
+            maintenance.leave(port)
+    if not (p.copy or p.remove):
+        return Report(dev, p, serviced, serviced)
+    return Report(dev, p, serviced or soft_reset_friendly(port), serviced)
+
+
+def _check_heap(port: str, dev: Device, arts: list[Artifact], frozen: bool) -> None:
+    msg = deploy_heapcheck.check(port, dev.free_heap, {a.dest: a.data for a in arts}, frozen)
+    if msg:
+        raise DeployError(msg)
 
 
 # -- mip ----------------------------------------------------------------------------------------
 def package_json(firmware: Path = paths.FIRMWARE, version: str = "0.1.0") -> dict[str, Any]:
-    """mip's package.json for the posguard package: every file of firmware/posguard, as source, with
+    """mip's package.json for the posguard package: every file of firmware/posguard and firmware/data
+    (installed as TARGET/data/, beside the package, where posguard/gb.py looks), as source, with
     URLs relative to the package.json (mip and `mpremote mip install` resolve them against its location).
     boot.py, main.py and board.json are not in it: mip installs into /lib, a board runs them from /."""
     files = sorted(
         p.relative_to(firmware).as_posix()
-        for p in (firmware / "posguard").rglob("*")
+        for top in ("posguard", "data")
+        for p in (firmware / top).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     )
     return {"urls": [[f, f] for f in files], "deps": [], "version": version}

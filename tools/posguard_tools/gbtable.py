@@ -1,4 +1,4 @@
-"""Generate firmware/posguard/data/gb18030.bin: the Unicode -> GB18030 two-byte table the firmware reads.
+"""Generate firmware/data/gb18030.bin: the Unicode -> GB18030 two-byte table the firmware reads.
 
 MicroPython has no GB18030 codec (docs/reference/escpos.md), so the board looks characters up in this
 file with seek/readinto and never loads it whole. It is generated from CPython's own codec, committed,
@@ -27,7 +27,7 @@ VERSION = 1
 # Code points closer than this share one range (holes cost 2 bytes each, a range 6): 4 gives the
 # smallest file for CPython's GB18030 codec (126 ranges, 44.7 KB).
 MAX_GAP = 4
-TABLE_PATH = paths.FIRMWARE / "posguard" / "data" / "gb18030.bin"
+TABLE_PATH = paths.FIRMWARE / "data" / "gb18030.bin"
 
 
 def _two_byte_code(cp: int, codec: str) -> bytes | None:

@@ -50,7 +50,7 @@ def module_names(root: Path) -> list[str]:
 
 # One module per VM, so a module that cannot load on MicroPython (a CPython-only module or API, a
 # syntax the VM lacks) fails by its own name. The heap here is generous: what the firmware may use at
-# run time is bounded where it runs (sim_heap pins 110 KB for its data, with its code counted as frozen).
+# run time is bounded where it runs (sim_heap: the ESP32 port's split heap, code as frozen or counted as .mpy).
 _ONE_MODULE_SCRIPT = """
 import sys, gc
 import sim_heap
@@ -63,19 +63,6 @@ except Exception as e:
 gc.collect()
 print("COST %%d" %% sim_heap.firmware_alloc())
 """
-
-# Every module in one VM with room to spare: what the package's code costs in RAM when loaded as
-# .mpy/.py rather than frozen into flash.
-_ALL_MODULES_SCRIPT = """
-import gc
-gc.collect()
-a = gc.mem_alloc()
-for name in %r:
-    __import__(name)
-gc.collect()
-print("TOTAL %%d" %% (gc.mem_alloc() - a))
-"""
-
 
 IMPORT_HEAP = 320 * 1024
 
@@ -116,10 +103,14 @@ def import_errors(root: Path) -> list[str]:
 
 
 def code_heap_bytes(root: Path) -> int | None:
-    """Heap the whole package's code takes when loaded (not frozen); None if it does not load."""
-    r = _mpy(_ALL_MODULES_SCRIPT % (module_names(root),), paths.micropython_env([root]), "4m")
-    found = [int(line[6:]) for line in r.stdout.splitlines() if line.startswith("TOTAL ")]
-    return found[0] if found else None
+    """Heap the package's code takes when deployed as .mpy (not frozen), as `posguard deploy` ships it and
+    its heap check counts it (deploy_heapcheck); None if it does not load."""
+    from posguard_tools import deploy_heapcheck
+
+    try:
+        return deploy_heapcheck.code_heap_bytes(deploy_heapcheck.compile_package(root))
+    except (RuntimeError, subprocess.CalledProcessError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:28s} {cost:7d} bytes of heap to import (with its dependencies)")
     total = code_heap_bytes(root)
     if total is not None:
-        print(f"  whole package as .py/.mpy in RAM: {total} bytes (frozen into flash on production boards)")
+        print(f"  package as .mpy in RAM: {total} bytes (frozen builds keep it in flash; docs/device.md profiles)")
     return 1 if (cerr or ierr) else 0
 
 

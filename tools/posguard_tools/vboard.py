@@ -46,6 +46,11 @@ FRIENDLY_PROMPT = b">>> "
 CTRL_A, CTRL_B, CTRL_C = 0x01, 0x02, 0x03
 STARTUP_MODULE = "sim_vboard_boot"
 REBOOT_REQUEST = "0 reboot"  # reply-FIFO line of a VM whose world had a hard reset (sim_vboard_boot)
+RESET_REQUEST = "0 reset hard"  # machine.reset() typed at the REPL: the bridge resets the board
+SOFT_REBOOT_REQUEST = "0 reboot soft"  # machine.soft_reset() in the firmware; "... wdt T L S" if one runs
+ROM_DOWNLOAD = "0 rom download"  # GPIO0 was low at reset: the ROM waits for esptool, no MicroPython
+WORLD_ON = "0 world on"  # the VM's world runs: it reads control commands as virtual time advances
+WORLD_OFF = "0 world off"  # the board sits at the REPL; "... wdt TIMEOUT_MS LEFT_MS SPEED" if a watchdog runs
 
 # Boot modes handed to the VM in POSGUARD_VBOARD_BOOT (what a board runs after a reset):
 BOOT_FULL = "full"  # power-on or friendly-REPL soft reset: boot.py then main.py
@@ -67,7 +72,7 @@ commands (one per line; the reply is one line starting with ok or error):
   age PERCENT              age the battery pack: capacity fade in percent (0-80)
   temp CELSIUS             ambient temperature of the pack and the board
   speed FACTOR             virtual seconds per real second (1 = real time)
-  service hold | release   the service button (profile pins.service), read by boot.py at the next boot
+  service hold | release   the service button (pins.service): held 3 s while trading = service mode
   reset                    press the reset button (hard reset: RAM lost, flash kept)
   save PATH                write the board's filesystem and flash images under PATH (bridge side)
 """
@@ -76,11 +81,30 @@ commands (one per line; the reply is one line starting with ok or error):
 CONTROL_VERBS = [line.strip().split("  ")[0] for line in CONTROL_HELP.splitlines()[1:] if line.startswith("  ")]
 
 
+class ControlAddressError(ValueError):
+    """A --ctl address that is not HOST:PORT; the message says what to pass instead."""
+
+
+def parse_control_address(addr: str) -> tuple[str, int]:
+    """'HOST:PORT', ':PORT' or 'PORT' (loopback) -> (host, port), or a ControlAddressError naming the fix."""
+    host, sep, port = addr.strip().rpartition(":")
+    hint = "pass the CONTROL address `posguard vboard` printed at start, e.g. --ctl 127.0.0.1:40753"
+    if not port:
+        raise ControlAddressError(f"--ctl {addr!r} has no port: {hint}")
+    if not port.isdigit():
+        what = "a host name without a port" if not sep else f"the port {port!r} is not a number"
+        raise ControlAddressError(f"--ctl {addr!r}: {what}; {hint}")
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ControlAddressError(f"--ctl {addr!r}: port {number} is outside 1..65535; {hint}")
+    return (host.strip("[]") or "127.0.0.1"), number
+
+
 def send_control(addr: str, commands: list[str], timeout: float = 10.0) -> list[str]:
     """Send control lines to a running virtual board (HOST:PORT) and return one reply per line."""
-    host, _, port = addr.rpartition(":")
+    host, port = parse_control_address(addr)
     replies = []
-    with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout) as conn:
+    with socket.create_connection((host, port), timeout=timeout) as conn:
         f = conn.makefile("rwb")
         for cmd in commands:
             f.write(cmd.encode() + b"\n")
@@ -138,6 +162,7 @@ class VirtualBoard:
         boot_firmware: bool = True,
         speed: float = 1.0,
         log: bool = True,
+        chip: str | None = None,
     ) -> None:
         self.fs_dir = fs_dir.resolve()
         self.fs_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +171,7 @@ class VirtualBoard:
         self.heapsize = heapsize
         self.control_port = control_port
         self.firmware_from_source = firmware_from_source
+        self.chip = chip  # the silicon (its port's heap); None: the deployed profile's mcu, else esp32
         self.boot_firmware = boot_firmware
         self.speed = speed
         self.log_enabled = log
@@ -170,6 +196,13 @@ class VirtualBoard:
         self._await_prompt: bytes | None = None
         self._await_deadline = 0.0
         self._closed = False
+        # What the VM said about its world: None while it boots (commands wait in the FIFO), True while
+        # it runs, False at the REPL (the bridge applies power, reset and service itself, refuses the rest).
+        self.world_running: bool | None = None
+        self._wdt: tuple[int, float, float] | None = None  # (timeout ms, real deadline, speed) at the REPL
+        self.service: str | None = None  # last 'service hold|release', handed to every new VM
+        self.events: list[str] = []  # what the bridge did on its own (watchdog resets...), newest last
+        self.rom_download = False  # the chip sits in the ROM's download mode (GPIO0 was low at reset)
 
     # -- set-up ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -230,10 +263,12 @@ class VirtualBoard:
         # sys.path of a board is ['', '.frozen', '/lib']: the filesystem first, so what mpremote
         # deployed is what runs. The simulated hardware follows (never on a board). The firmware
         # source tree only with firmware_from_source, to try changes without a deploy.
-        parts = [str(self.fs_dir), str(self.fs_dir / "lib")]
+        # firmware_from_source stands for a build with the package frozen in: it sits where a board's
+        # '.frozen' entry does, after the filesystem and before /lib.
+        parts = [str(self.fs_dir)]
         if self.firmware_from_source:
             parts.append(str(paths.FIRMWARE))
-        parts += [str(paths.SIMHW), ".frozen"]
+        parts += [str(self.fs_dir / "lib"), str(paths.SIMHW), ".frozen"]
         return ":".join(parts)
 
     def _start_vm(self, boot: str, why: str = "start") -> None:
@@ -242,9 +277,30 @@ class VirtualBoard:
         env["POSGUARD_VBOARD_BOOT"] = boot if self.powered else BOOT_NONE
         env["POSGUARD_VBOARD_RUN"] = str(self.run_dir)
         env["POSGUARD_VBOARD_SPEED"] = repr(self.speed)
-        env["POSGUARD_VBOARD_RESET"] = why  # start | soft | reboot: the first boot's reset cause
+        # start | soft | resume | reboot | hard | wdt: what restarted the chip (the first boot's reset cause)
+        env["POSGUARD_VBOARD_RESET"] = why
         env.pop("MICROPYINSPECT", None)
+        env.pop("POSGUARD_VBOARD_WDT", None)
+        if why in ("soft", "resume") and self._wdt is not None:
+            # A soft reset does not stop the port's task watchdog: the new VM gets what is left of it.
+            timeout_ms, deadline, speed = self._wdt
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000 * speed))
+            env["POSGUARD_VBOARD_WDT"] = f"{timeout_ms} {left_ms}"
+        if self.service is not None:
+            env["POSGUARD_VBOARD_SERVICE"] = self.service
+        if self.chip is not None:
+            env["POSGUARD_VBOARD_CHIP"] = self.chip
+        pool = self._flash_pool_sectors()
+        if pool:
+            env["POSGUARD_FLASH_POOL"] = str(pool)
+        self._wdt = None
+        self.world_running = None
+        self.rom_download = False
         slave = self._vm_slave
+        # The VM before may have died in raw mode (-icanon -isig: killed while reading the REPL, by a power
+        # cut or a reset), and a new VM inherits its terminal: without ISIG a Ctrl-C never becomes SIGINT
+        # and the input gate would think the VM reads the REPL. A board's UART has no such memory.
+        _vm_tty_settings(slave)
 
         def become_terminal_owner() -> None:
             # A board's UART is the REPL's console: make the pty the VM's controlling terminal so the
@@ -264,6 +320,15 @@ class VirtualBoard:
         )
         self.vm_starts += 1
         self._log(f"VM started (pid {self.proc.pid}, boot {boot})")
+
+    def _flash_pool_sectors(self) -> int:
+        """Sectors of simulator memory for the journal's flash (sim_flash's pool): the profile's whole
+        journal, so a big journal (pos-2s: 128 KB) never spills into the firmware's pinned heap."""
+        try:
+            profile = json.loads((self.fs_dir / "board.json").read_text())
+            return int(profile["journal"]["size_kb"]) // 4
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
 
     # -- the relay ------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -289,6 +354,7 @@ class VirtualBoard:
                 self._from_control(key.fileobj)
         self._release_held()
         self._check_vm()
+        self._check_watchdog()
         self._expire_replies()
 
     def _from_user(self) -> None:
@@ -298,8 +364,8 @@ class VirtualBoard:
             if e.errno in (errno.EAGAIN, errno.EIO):
                 return
             raise
-        if not self.powered:
-            return  # a board without power hears nothing
+        if not self.powered or self.rom_download:
+            return  # a board without power (or in the ROM's download mode) has no REPL to hear it
         if len(self.held) + len(data) > _MAX_HELD_INPUT:
             self._log("host input overflow: dropped held bytes")
             self.held.clear()
@@ -432,7 +498,7 @@ class VirtualBoard:
             # A Ctrl-C arrived while the VM was between its boot script and its REPL: that is "back at
             # the REPL" on a board, not a reset.
             self._log("VM interrupted before its REPL: restarting into the REPL")
-            self._start_vm(BOOT_NONE, "reboot")
+            self._start_vm(BOOT_NONE, "resume")
         else:
             self.soft_resets += 1
             self._to_user(SOFT_REBOOT)
@@ -508,7 +574,11 @@ class VirtualBoard:
                 self._send(conn, "ok power=off (the VM is stopped: 'power on' boots it)")
             else:
                 self._send(conn, "error the board is off: 'power on' first")
+        elif self.world_running is False or self.proc is None or self.proc.poll() is not None:
+            self._sent_to_board_at_repl(words, conn)
         else:
+            if verb == "service" and words[1:2] in (["hold"], ["release"]):
+                self.service = words[1]
             cid = self._next_id
             self._next_id += 1
             self._pending_replies[cid] = conn
@@ -520,6 +590,85 @@ class VirtualBoard:
             except BlockingIOError:
                 self._send(conn, "error the world is not reading commands (control FIFO full)")
 
+    def _sent_to_board_at_repl(self, words: list[str], conn: socket.socket | None) -> None:
+        """No world runs in the VM (the board sits at the REPL: main.py returned or was interrupted, service
+        mode, no board.json): what acts on the chip from outside is applied here, at once."""
+        verb, arg = words[0].lower(), words[1:2]
+        if verb == "power" and arg in (["off"], ["cycle"]):
+            self.power_off()
+            if arg == ["cycle"]:
+                self._power_on_at = time.monotonic() + 1.0
+            self._send(conn, f"ok power {arg[0]} (board was at the REPL: VM stopped, RAM lost)")
+        elif verb == "power" and arg == ["on"]:
+            self._send(conn, "ok power on (already on)")
+        elif verb == "status" and self.rom_download:
+            self._send(
+                conn,
+                "ok power=on rom-download (GPIO0 was held low at reset: the ROM waits for esptool, MicroPython "
+                "does not run; 'service release' then 'reset')",
+            )
+        elif verb == "status":
+            wdt = ""
+            if self._wdt is not None:
+                wdt = f" watchdog resets in {max(0.0, self._wdt[1] - time.monotonic()):.1f} s"
+            self._send(conn, f"ok power=on at-repl (no world running: firmware stopped){wdt}")
+        elif verb == "reset":
+            self.reset_board("hard", "reset button")
+            self._send(conn, "ok reset (board was at the REPL: hard reset, boot.py and main.py run)")
+        elif verb == "service" and arg in (["hold"], ["release"]):
+            self.service = arg[0]
+            self._send(
+                conn,
+                f"ok service {arg[0]} (board at the REPL: applied from the next start; "
+                "held at a reset, GPIO0 = ROM download mode)",
+            )
+        else:
+            self._send(
+                conn,
+                "error not applied: the simulated world is not running (board at the REPL, or no board.json); "
+                "'reset' boots the firmware (after 'service release' if service mode is on), then send it again",
+            )
+
+    def _world_stopped(self, fields: list[str]) -> None:
+        self.world_running = False
+        self._wdt = None
+        if len(fields) == 4 and fields[0] == "wdt":
+            try:
+                timeout_ms, left_ms, speed = int(fields[1]), int(fields[2]), float(fields[3])
+            except ValueError:
+                return
+            speed = speed if speed > 0 else 1.0
+            self._wdt = (timeout_ms, time.monotonic() + left_ms / 1000.0 / speed, speed)
+            self._log(f"board at the REPL with its watchdog running: resets in {left_ms / 1000.0 / speed:.1f} s")
+
+    def _check_watchdog(self) -> None:
+        if self._wdt is None or self.proc is None or self.proc.poll() is not None:
+            return
+        timeout_ms, deadline, _ = self._wdt
+        if time.monotonic() >= deadline:
+            self._wdt = None
+            self.reset_board(
+                "wdt", f"watchdog not fed for {timeout_ms} ms (the firmware armed it; REPL code does not feed it)"
+            )
+
+    def _kill_vm(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self._drain_vm_output()
+
+    def reset_board(self, why: str, detail: str) -> None:
+        """A hard reset of a board whose VM sits at the REPL (no world to do it): RAM gone, flash kept."""
+        self._kill_vm()
+        self.held.clear()
+        self.raw_repl = False  # a board comes back in the friendly REPL
+        note = f"{'watchdog reset' if why == 'wdt' else 'hard reset'}: {detail}"
+        self.events.append(note)
+        del self.events[:-32]
+        self._to_user(f"\r\nvboard: {note}\r\n".encode())
+        self._log(note)
+        self._start_vm(BOOT_FULL, why)
+
     def _from_world(self) -> None:
         try:
             self._reply_buf += os.read(self._reply_fd, 4096)
@@ -529,8 +678,31 @@ class VirtualBoard:
             line, _, rest = bytes(self._reply_buf).partition(b"\n")
             self._reply_buf[:] = rest
             text = line.decode("utf-8", "replace")
+            if text.startswith(SOFT_REBOOT_REQUEST):
+                self._world_stopped(text[len(SOFT_REBOOT_REQUEST) :].split())
+                self._kill_vm()
+                self.soft_resets += 1
+                self._to_user(SOFT_REBOOT)
+                self._start_vm(BOOT_FULL, "soft")
+                continue
             if text == REBOOT_REQUEST:
                 self._hard_reset()
+                continue
+            if text == ROM_DOWNLOAD:
+                self._kill_vm()
+                self.proc = None  # no MicroPython runs until a reset or a power cycle
+                self.rom_download = True
+                self.world_running = False
+                self._log("GPIO0 held low at reset: ROM download mode, MicroPython does not run")
+                continue
+            if text == RESET_REQUEST:
+                self.reset_board("hard", "machine.reset() at the REPL")
+                continue
+            if text == WORLD_ON:
+                self.world_running = True
+                continue
+            if text.startswith(WORLD_OFF):
+                self._world_stopped(text[len(WORLD_OFF) :].split())
                 continue
             head, _, reply = text.partition(" ")
             cid = int(head) if head.isdigit() else 0
@@ -592,6 +764,7 @@ class VirtualBoard:
 
     def power_off(self) -> None:
         self.powered = False
+        self._wdt = None  # no power, no watchdog
         self.held.clear()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
