@@ -9,6 +9,7 @@ try:
     # Below the SHUTDOWN level this deep-sleeps at once (wake on the charger pin or a timer): a weak
     # pack never gets as far as a brownout reboot loop.
     bootcheck.check(profile.load("board.json"))
+    del bootcheck, profile  # main.py imports what it needs: boot.py's names must not pin modules in the heap
 except Exception as e:  # a bad profile or sensor: main.py reports it; boot.py must not stop the board
     print("boot check skipped:", e)
 del gc

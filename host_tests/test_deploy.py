@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_vboard import Vboard, start_vboard, stop_vboard
 
-from posguard_tools import deploy, paths
+from posguard_tools import deploy, deploy_heapcheck, paths
 
 UNIX_PORT_MPY = 2822  # what the unix port reports (docs/reference/micropython-runtime.md)
 
@@ -133,9 +133,10 @@ def test_plan_copies_only_what_changed() -> None:
 # -- through mpremote to a virtual board --------------------------------------------------------------
 @pytest.fixture
 def vboard(tmp_path: Path) -> Iterator[Vboard]:
-    # An ESP32-S3's heap: the .mpy deploy fits there (an ESP32 without PSRAM needs a frozen build and
-    # deploy refuses the .mpy one: docs/device.md, 'Shipped profiles').
-    vb = start_vboard(tmp_path, with_board=False, chip="esp32s3")
+    # pos-2s's module, an ESP32-S3 with PSRAM: the .mpy deploy fits there (without PSRAM the package's
+    # code leaves too little for the working data and deploy refuses the .mpy: docs/device.md,
+    # 'Shipped profiles').
+    vb = start_vboard(tmp_path, with_board=False, chip=deploy_heapcheck.plan_for("pos-2s").chip)
     yield vb
     stop_vboard(vb)
 
@@ -159,7 +160,8 @@ def test_deploy_to_a_virtual_board(vboard: Vboard, tmp_path: Path) -> None:
 
     # Nothing changed: nothing copied, no reset.
     again = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s", "--firmware", str(fw))
-    assert again.returncode == 0 and "0 copied" in again.stdout and "already up to date" in again.stdout
+    assert again.returncode == 0 and "0 copied" in again.stdout and "already up to date" in again.stdout, (
+        again.stdout + again.stderr)
 
     # One file differs on the device and one is left over from an older build: exactly those are handled.
     man_path = vboard.fs / deploy.MANIFEST

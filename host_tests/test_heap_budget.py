@@ -118,7 +118,7 @@ def test_shipped_profiles_deploy_as_documented(package: dict[str, bytes]) -> Non
     code = deploy_heapcheck.code_heap_bytes(package)
     plans = {b: deploy_heapcheck.plan_for(b, code) for b in ("devkit-1s", "pos-2s")}
     assert (plans["devkit-1s"].chip, plans["devkit-1s"].frozen) == ("esp32", True)
-    assert (plans["pos-2s"].chip, plans["pos-2s"].frozen) == ("esp32s3", False)
+    assert (plans["pos-2s"].chip, plans["pos-2s"].frozen) == ("esp32s3+psram", False)
     doc = (paths.ROOT / "docs" / "device.md").read_text()
     for plan in plans.values():
         assert plan.stock_firmware().split()[0] in doc

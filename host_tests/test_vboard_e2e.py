@@ -37,21 +37,36 @@ class HostLink:
     def __init__(self, port: str) -> None:
         self.fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
         self.buf = b""
+        self.seq = 100000  # our own request numbers, far from any a test gives
 
     def close(self) -> None:
         os.close(self.fd)
 
     def ask(self, req: dict[str, Any], timeout: float = 5.0) -> dict[str, Any] | None:
-        os.write(self.fd, json.dumps(req).encode() + b"\n")
+        """Send req and return its reply. A reply to an earlier request that timed out here (a slow board
+        under load) is skipped: requests that carry no `seq` of their own get one, and replies are matched
+        on it (the reply then shows the seq the caller gave, None if none)."""
+        self.seq += 1
+        mine = dict(req)
+        given = mine.setdefault("seq", self.seq)
+        if given != self.seq:
+            self.seq -= 1
+        os.write(self.fd, json.dumps(mine).encode() + b"\n")
         deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf and time.monotonic() < deadline:
-            if select.select([self.fd], [], [], 0.02)[0]:
-                self.buf += os.read(self.fd, 4096)
-        if b"\n" not in self.buf:
-            return None
-        line, _, self.buf = self.buf.partition(b"\n")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
+        while time.monotonic() < deadline:
+            while b"\n" not in self.buf and time.monotonic() < deadline:
+                if select.select([self.fd], [], [], 0.02)[0]:
+                    self.buf += os.read(self.fd, 4096)
+            if b"\n" not in self.buf:
+                return None
+            line, _, self.buf = self.buf.partition(b"\n")
+            reply: dict[str, Any] = json.loads(line)
+            if reply.get("seq") != given:
+                continue  # a late reply to an earlier request
+            if "seq" not in req:
+                reply["seq"] = None
+            return reply
+        return None
 
     def until(self, req: dict[str, Any], ok: Any, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

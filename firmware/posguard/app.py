@@ -39,7 +39,9 @@ LOCK_FILE = "production"  # on the board's filesystem: this terminal is locked d
 
 current = None  # the running Terminal, for the REPL API (posguard.repl)
 running = False  # True while the asyncio tasks run (the REPL then queues instead of printing itself)
-mode = "dev"  # "production" (locked, trading), "service" (the documented path), "dev" (never locked)
+# "production" (locked, trading), "service" (the documented path), "dev" (never locked). Imported in
+# service mode (main.py stays at the REPL, the technician's REPL API imports this module): "service".
+mode = "service" if maint.requested() else "dev"
 
 
 class _NoWatchdog:
@@ -343,8 +345,7 @@ def service_mode(prof):
     return maint.requested()
 
 
-_SERVICE_BANNER = ("posguard: service mode, no watchdog. On the REPL: from posguard import repl as pos;"
-                   " back to trading: from posguard import maint; maint.leave() (or a power cycle)")
+_SERVICE_BANNER = maint.BANNER
 
 
 def main(path="board.json", wrap_monitor=None):

@@ -16,6 +16,8 @@ import time
 from micropython import const
 
 MARK = b"PGSVC"
+BANNER = ("posguard: service mode, no watchdog. On the REPL: from posguard import repl as pos;"
+          " back to trading: from posguard import maint; maint.leave() (or a power cycle)")
 HOLD_MS = const(3000)  # a press this long, then release: an accidental touch does not stop trading
 
 

@@ -233,6 +233,10 @@ class PrintJobs:
                 receipt.layout(sale_for_print(s, self.currency, self.header), self.columns, cols_of, copy)
         except ValueError as e:
             return str(e)
+        except OSError:
+            # A data file (the GB table) is missing or broken: the layout cannot be checked here, and the
+            # printer task holds such a receipt (reported in status) instead of looping on it.
+            return None
         return None
 
     async def _printer_ok(self):

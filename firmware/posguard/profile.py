@@ -9,6 +9,7 @@ from posguard import pins
 _SCHEMA = {
     "name": "s",
     "mcu": "s",
+    "psram_kb": "i?",  # PSRAM on the module (0 or absent: none); the heap the firmware gets depends on it
     "pins": {
         "vbat_adc": "i",
         "charger_present": "i?",
@@ -98,6 +99,7 @@ _NAME_MAX = 32  # the board name is a receipt header line
 # (key, lowest, highest): every number the firmware sizes something by. null stays allowed where the
 # schema allows it.
 _RANGES = (
+    ("psram_kb", 0, 32768),
     ("battery.cells_series", 1, 4),
     ("battery.capacity_mah", 100, 50000),
     ("battery.r_nominal_mohm", 1, 2000),
@@ -193,7 +195,7 @@ def _one_of(data, path, allowed):
     v = _get(data, path)
     if v not in allowed:
         raise ProfileError("profile key '%s' must be one of %s, got %s" % (
-            path, ", ".join(str(a) for a in allowed), _shown(v)))
+            path, " or ".join(str(a) for a in allowed), _shown(v)))
 
 
 def _text_ok(data, path, max_chars):

@@ -10,7 +10,6 @@ import struct
 from micropython import const
 
 from posguard import records as R
-from posguard.compaction import compact_tail
 from posguard.journal import NONE_PG
 from posguard.journal_limits import MAX_BODY, MAX_DATA_PAGES, SLACK_PAGES, keep_last_max  # noqa: F401
 from posguard.saleio import BODY_INLINE, BODY_REFS, VISITED, SaleReader
@@ -393,6 +392,8 @@ class SaleBook:
                 return "erase"
             if self._wants_space() and j.used_count() > 1:
                 try:
+                    from posguard.compaction import compact_tail  # on demand: maintenance only
+
                     done = compact_tail(self)
                 except R.JournalError as e:
                     # A spare failed its blank check while copying (weak bits after cut erases): what

@@ -28,10 +28,21 @@ import sys
 #           gc_try_add_heap doubles the total (a 65536-byte area, 64000 usable), then takes what is left
 #           of that block (188352 - 65536 = 122816 bytes, 119936 usable after the area's tables).
 # Figures and their sources: docs/reference/micropython-runtime.md.
+#  esp32s3+psram: an S3 module with 2 MB of PSRAM on the stock ESP32_GENERIC_S3-SPIRAM_OCT firmware. The
+#           PSRAM joins ESP-IDF's malloc heap, so gc_try_add_heap keeps doubling the total from the largest
+#           free block (docs/reference/micropython-runtime.md, section 5). The harsher model stops at about
+#           1 MB (half the PSRAM: ESP-IDF and the Wi-Fi stack take their share first).
 PORT_AREAS = {
     "esp32": (56000, 56000),
     "esp32s3": (64000, 64000, 119936),
+    "esp32s3+psram": (64000, 64000, 128000, 256000, 512000),
 }
+
+
+def chip_of(profile):
+    """The heap model a board profile runs on: its `mcu`, plus "+psram" when it declares PSRAM."""
+    chip = profile.get("mcu", DEFAULT_CHIP)
+    return chip + "+psram" if profile.get("psram_kb") else chip
 DEFAULT_CHIP = "esp32"  # the smaller heap: the harsher default when no profile says which chip
 FIRMWARE_BUDGET = sum(PORT_AREAS[DEFAULT_CHIP])
 # Loaded before the ballast: every simulated part that exists (the list is the whole simulator).
@@ -61,7 +72,7 @@ _code_bytes = 0
 _MAX_PIECES = 16384  # ballast pieces at most (a bounded fill even on a fragmented heap)
 _BIG = 4096  # below this, pieces of fixed sizes fill the holes (no more binary searches)
 # Never preloaded: entry points that act when imported (the technician REPL builds the terminal).
-_NOT_PRELOADED = ("repl",)
+_NOT_PRELOADED = ("repl", "compaction")  # on demand on the board too (deploy_heapcheck.ON_DEMAND_MODULES)
 
 
 def _import_all():

@@ -41,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--chip",
-        choices=("esp32", "esp32s3"),
+        choices=("esp32", "esp32s3", "esp32s3+psram"),
         default=None,
-        help="the chip, hence the port's heap (default: the --board profile's mcu, else esp32)",
+        help="the chip, hence the port's heap (default: the --board profile's mcu and psram_kb, else esp32)",
     )
     parser.add_argument("--no-boot", action="store_true", help="do not run boot.py/main.py at the first start")
     parser.add_argument("--info", type=Path, default=None, help="also write the paths as JSON to this file")
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     chip = args.chip
     if chip is None and args.board is not None:
-        chip = json.loads((fs_dir / "board.json").read_text()).get("mcu")
+        chip = deploy_heapcheck.chip_of_profile(json.loads((fs_dir / "board.json").read_text()))
     if args.board is not None and not args.from_source and args.chip is None:
         # The board as shipped (docs/device.md, 'Shipped profiles'): a profile whose chip cannot hold the
         # package as .mpy runs a build with it frozen in.

@@ -26,20 +26,25 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from posguard_tools import paths
 
 # The terminal's working data at its worst: the peak live heap of a trading day on the unix port is held
 # to this by `make bench` (bench_app: "peak live heap on the unix port <= 60 KB").
 DATA_HEAP_BYTES = 60 * 1024
-# Imported only when a technician asks for it at the REPL (sim_heap never preloads it either).
-ON_DEMAND_MODULES = ("repl",)
+# Imported only when needed: the REPL API when a technician asks for it (sim_heap never preloads it
+# either), compaction when maintenance reclaims a sector (its ~2 KB then come out of the working-data
+# budget, whose measured peak stays far below it: docs/device.md, Shipped profiles).
+ON_DEMAND_MODULES = ("repl", "compaction")
 
 # Appended to deploy's probe: the free heap with posguard's modules (loaded by boot.py) dropped again.
 PROBE_SNIPPET = (
     "import gc\n"
     "for k in [k for k in sys.modules if k == 'posguard' or k.startswith('posguard.')]:\n"
     "    del sys.modules[k]\n"
+    "for k in [k for k, v in globals().items() if str(v).startswith(\"<module 'posguard\")]:\n"
+    "    del globals()[k]\n"
     "gc.collect()\n"
     "print('POSGUARD-HEAP %d' % gc.mem_free())\n"
 )
@@ -48,6 +53,7 @@ _HEAP_LINE = re.compile(r"POSGUARD-HEAP (\d+)")
 STOCK_FIRMWARE = {  # micropython.org/download board names, without and with PSRAM
     "esp32": ("ESP32_GENERIC", "ESP32_GENERIC-SPIRAM"),
     "esp32s3": ("ESP32_GENERIC_S3", "ESP32_GENERIC_S3-SPIRAM_OCT"),
+    "esp32s3+psram": ("ESP32_GENERIC_S3-SPIRAM_OCT", "ESP32_GENERIC_S3-SPIRAM_OCT"),
 }
 
 
@@ -61,8 +67,14 @@ def _sim_heap() -> ModuleType:
     return mod
 
 
+def chip_of_profile(profile: dict[str, Any]) -> str:
+    """The heap model of a board profile (its mcu, "+psram" with PSRAM): host_tests/simhw/sim_heap.py."""
+    chip: str = _sim_heap().chip_of(profile)
+    return chip
+
+
 def port_heap(chip: str) -> tuple[int, ...]:
-    """Usable bytes of each heap area the ESP32 port gives the firmware on `chip` (no PSRAM)."""
+    """Usable bytes of each heap area the ESP32 port gives the firmware on `chip` ("esp32s3+psram": with PSRAM)."""
     areas: tuple[int, ...] = tuple(_sim_heap().areas_for(chip))
     return areas
 
@@ -168,7 +180,7 @@ class Plan:
 
 def plan_for(board: str, code: int | None = None) -> Plan:
     """The deployment a shipped profile needs: .mpy when code + working data fit the chip's heap."""
-    chip = json.loads(paths.board_profile(board).read_text())["mcu"]
+    chip = _sim_heap().chip_of(json.loads(paths.board_profile(board).read_text()))
     areas = port_heap(chip)
     if code is None:
         code = code_heap_bytes(compile_package())

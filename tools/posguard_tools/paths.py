@@ -17,7 +17,7 @@ HEAPSIZE = "110k"  # an ESP32 without PSRAM has about 110 KB of free heap (micro
 # The unix port's heap also holds the simulated hardware and the firmware's code (frozen into flash on a
 # production board), which a board's heap does not: the VM gets this much, and
 # host_tests/simhw/sim_heap.py pins a ballast so the firmware's working data sees exactly HEAPSIZE free.
-VM_HEAPSIZE = "1m"
+VM_HEAPSIZE = "2m"  # room for the largest modelled heap (an S3 with PSRAM: about 1 MB) and the simulator
 
 
 def use_simulated_hardware() -> None:
