@@ -204,3 +204,23 @@ def test_a_damaged_state_record_of_an_open_sale_owes_a_reversal(world: Any) -> N
     assert rep["reversal_pending"] == [1]  # the payment may have been requested: never a plain void
     assert rep["mount"]["corrupt_skipped"] == 1
     assert PAGES == 16
+
+
+def test_a_paid_record_damaged_beyond_correction_keeps_the_sale_paid(world: Any) -> None:
+    # Three flipped bits in the payload of the PAID record: the page does not decode, but its header
+    # (own CRC) still says sale 1 went to PAID: the receipt is still owed, only the approval text is lost.
+    flash = sim_flash.NorFlash(6 * 4096)
+    book = S.SaleBook(Journal(sim_flash.BlockDevice(flash)), keep_last=3)
+    book.recover()
+    book.open_sale(1, BODY)
+    book.request_payment(1)
+    book.payment_approved(1, "card:1234:AUTH77")
+    pg = book.j.active * PAGES + book.j.next_page - 1
+    for byte in (R.PAYLOAD_AT + 2, 100, 200):
+        flash.flip_bit(pg * R.PAGE + byte, byte % 8)
+    book2 = S.SaleBook(Journal(sim_flash.BlockDevice(flash)), keep_last=3)
+    rep = book2.recover()
+    assert rep["reprint"] == [1] and rep["reversal_pending"] == []
+    assert rep["mount"]["corrupt_skipped"] == 1
+    r = book2.receipt(1)
+    assert r["state"] == "PAID" and r["approval"] is None and r["body"] == BODY

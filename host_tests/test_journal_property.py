@@ -159,5 +159,10 @@ def test_the_flip_checker_can_fail() -> None:
     back: Any = ({3: "PAID", 4: "REVERSAL_PENDING", 5: "PRINTED"}, [3], [4])
     assert "sale 5" in C.promises_kept(host, ref, back)
     assert C.promises_kept(host, ref, back, one_record=True) == ""  # multi-bit damage: that record only
+    declined_lost: Any = ({3: "PAID", 4: "REVERSAL_PENDING", 5: "REVERSAL_PENDING"}, [3], [4, 5])
+    host.saw[5] = "DECLINED"
+    assert C.promises_kept(host, ref, declined_lost, one_record=True) == ""  # a reversal owed, no money moved
+    assert "sale 5" in C.promises_kept(host, ref, declined_lost)
+    host.saw[5] = "CLOSED"
     other_branch: Any = ({3: "PAID", 4: "REVERSAL_PENDING", 5: "VOIDED"}, [3], [4])
     assert "sale 5" in C.promises_kept(host, ref, other_branch, one_record=True)

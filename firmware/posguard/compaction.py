@@ -38,7 +38,7 @@ def compact_tail(book):
         hh = j.read_header(lo + p)
         if hh is None:
             continue
-        h = j.read_record(lo + p)  # every page read whole: a corrected bit, or damage, is counted
+        h = j.read_record(lo + p, True)  # read whole: a corrected bit, or damage, is counted
         if h is not None and h[4] and h[0] != R.T_CHECKPOINT and h[4] not in cands:
             cands.append(h[4])
     closed = {}

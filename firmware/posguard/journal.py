@@ -96,10 +96,14 @@ class Journal:
             self.corrected += 1
         return h
 
-    def read_record(self, pg):
-        """Decode the record at page pg into rbuf; returns the header tuple or None (blank/torn)."""
+    def read_record(self, pg, header_ok=False):
+        """Decode the record at page pg into rbuf; returns the header tuple or None (blank/torn).
+        header_ok: a page damaged beyond correction whose header still checks gives its header
+        (h[7] == 2: the payload is lost)."""
         self._read(pg)
         h = self._decode(pg)
+        if h is None and header_ok:
+            h = R.decode_header(self.rbuf)
         if h is not None and (h[6] != self.gen & 0xFFFF or h[3] < self.floor or h[0] < R.T_CHECKPOINT):
             return None
         return h
@@ -114,7 +118,7 @@ class Journal:
 
     def payload(self, h):
         """The payload of the record last read (a memoryview into rbuf: copy it to keep it)."""
-        return self.rmv[R.HDR : R.HDR + h[5]]
+        return self.rmv[R.PAYLOAD_AT : R.PAYLOAD_AT + h[5]]
 
     def _program(self, pg, n):
         try:
@@ -181,7 +185,7 @@ class Journal:
                     self.erase_counts[s] = h0[4]
                 top = max(top, h0[4])
                 if h0[5] >= 8:
-                    known, hfloor = struct.unpack_from(_HDR_PAYLOAD, self.rbuf, R.HDR)
+                    known, hfloor = struct.unpack_from(_HDR_PAYLOAD, self.rbuf, R.PAYLOAD_AT)
                     top = max(top, known)
                     floor = max(floor, hfloor)
                 if h0[0] == R.T_RETIRED:
@@ -281,11 +285,13 @@ class Journal:
             p0 = FIRST_REC if ck < 0 or i != first else ck % PAGES
             for p in range(FIRST_REC, PAGES):  # the whole sector: its last written page is needed
                 pg = s * PAGES + p
-                h = self.read_record(pg)
+                h = self.read_record(pg, True)
                 if p < p0:
                     if h is not None or not R.is_blank(self.rbuf):
                         last_nb = p
                     continue
+                if h is not None and h[7] == 2 and (h[0] == R.T_CHECKPOINT or h[0] == R.T_FORMAT):
+                    h = None  # a checkpoint needs its payload; a FORMAT is never taken on a header alone
                 if h is None:
                     if not R.is_blank(self.rbuf):
                         last_nb = p
@@ -302,9 +308,12 @@ class Journal:
                     self.mount_bytes_read = self.bytes_read - start
                     return self.state
                 if h[0] == R.T_CHECKPOINT and h[5] >= _CK_HEAD:
-                    f, c = struct.unpack_from(_CK_FMT, self.rbuf, R.HDR)
+                    f, c = struct.unpack_from(_CK_FMT, self.rbuf, R.PAYLOAD_AT)
                     self.floor = max(self.floor, f)
                     self.count_known = max(self.count_known, c)
+                if h[7] == 2:
+                    replay(pg, h, None)  # the header checks, the payload is lost: the state still counts
+                    continue
                 replay(pg, h, self.payload(h)[_CK_HEAD:] if h[0] == R.T_CHECKPOINT else self.payload(h))
         self.active = order[-1]
         # The page after the last written one may hold a program a cut left blank: the first program

@@ -2,9 +2,9 @@
 # host tools validate profiles on CPython without the micropython module). posguard.sales and
 # posguard.journal use the same numbers; docs/journal.md explains them.
 REC_PAGES = 15  # record pages per 4 KiB sector (page 0 is the erase header)
-PAYLOAD = 236  # payload bytes of one record page
+PAYLOAD = 232  # payload bytes of one record page
 MAX_DATA_PAGES = 9  # DATA pages of one sale body
-MAX_BODY = 2124  # MAX_DATA_PAGES x PAYLOAD: at least the host link's longest request line
+MAX_BODY = 2088  # MAX_DATA_PAGES x PAYLOAD: at least the host link's longest request line
 SLACK_PAGES = 4  # pages power cuts may spoil (one per boot, one per cut) that new sales leave free
 REMAINING_OPEN = 5  # records an open sale may still need (the longest path to a final state)
 

@@ -10,14 +10,17 @@
 #   8      4     sale id (erase count for T_ERASED / T_RETIRED)
 #   12     2     payload length
 #   14     2     format generation (records of an older format are never trusted)
-#   16     n     payload
-#   16+n   ..    0xFF up to byte 251
+#   16     4     CRC-32 of bytes 0 .. 15 (the header on its own)
+#   20     n     payload
+#   20+n   ..    0xFF up to byte 251
 #   252    4     CRC-32 (binascii.crc32) of bytes 0 .. 251, at a fixed place
 # Why the CRC sits at a fixed place over the whole page: CRC-32 is linear, so the difference between
 # the stored and the computed CRC (the syndrome) of a page with one flipped bit names that bit; it is
 # found by stepping the CRC register once per bit position (no table). Over 2048 bits CRC-32 has a
 # Hamming distance of 5 (docs/reference/storage.md): one flipped bit is corrected, two or three are
-# always detected (never "corrected" into another record). The page is programmed once, whole.
+# always detected (never "corrected" into another record). The header has its own CRC so that a page
+# damaged beyond correction still tells which sale went to which state (its payload is lost): the
+# damage then costs the approval code or the body, not the sale's state. Programmed once, whole.
 import binascii
 import struct
 
@@ -26,8 +29,9 @@ from micropython import const
 PAGE = const(256)  # one page program (docs/reference/storage.md)
 HDR = const(16)
 CRC = const(4)
+PAYLOAD_AT = const(20)  # HDR + the header's own CRC
 BODY_END = const(252)  # PAGE - CRC: the CRC covers bytes 0 .. BODY_END - 1
-MAX_PAYLOAD = const(236)  # BODY_END - HDR
+MAX_PAYLOAD = const(232)  # BODY_END - PAYLOAD_AT
 MAGIC = const(0xA5)
 
 T_ERASED = const(0x01)  # page 0 of a verified, erased sector: erase count, highest count known, floor
@@ -73,8 +77,9 @@ def encode(buf, rtype, state, flags, seq, sale_id, gen, payload):
         raise JournalError("too_large", "record payload %d bytes > %d" % (n, MAX_PAYLOAD))
     struct.pack_into(_FMT, buf, 0, MAGIC, rtype, state, flags, seq, sale_id, n, gen & 0xFFFF)
     mv = memoryview(buf)
-    mv[HDR : HDR + n] = payload
-    for i in range(HDR + n, BODY_END):  # bounded: at most 236 bytes of padding
+    struct.pack_into("<I", buf, HDR, binascii.crc32(mv[:HDR]) & 0xFFFFFFFF)
+    mv[PAYLOAD_AT : PAYLOAD_AT + n] = payload
+    for i in range(PAYLOAD_AT + n, BODY_END):  # bounded: at most 232 bytes of padding
         buf[i] = 0xFF
     struct.pack_into("<I", buf, BODY_END, binascii.crc32(mv[:BODY_END]) & 0xFFFFFFFF)
     return PAGE
@@ -139,6 +144,20 @@ def decode(buf):
     if n > MAX_PAYLOAD or h[1] not in TYPE_NAMES:
         return None
     return (h[1], h[2], h[3], h[4], h[5], n, h[7], fixed)
+
+
+def decode_header(buf):
+    """The header of a page that did not decode, when the header's own CRC holds: the same tuple
+    with fixed = 2 (payload lost). None when the header is damaged too."""
+    if buf[0] != MAGIC:
+        return None
+    want = struct.unpack_from("<I", buf, HDR)[0]
+    if binascii.crc32(memoryview(buf)[:HDR]) & 0xFFFFFFFF != want:
+        return None
+    h = struct.unpack_from(_FMT, buf, 0)
+    if h[6] > MAX_PAYLOAD or h[1] not in TYPE_NAMES:
+        return None
+    return (h[1], h[2], h[3], h[4], h[5], h[6], h[7], 2)
 
 
 def raw_sale_id(buf):

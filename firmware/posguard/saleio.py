@@ -111,7 +111,7 @@ class SaleReader:
                 continue
             if not near and (closed is None or t == R.T_OPEN):
                 continue
-            h = j.read_record(pg)
+            h = j.read_record(pg, True)  # a page damaged beyond correction still gives its header
             if h is None or (h[0] != R.T_OPEN and h[0] != R.T_STATE and h[0] != R.T_CARRY):
                 continue
             t, sid = h[0], h[4]
@@ -121,8 +121,8 @@ class SaleReader:
             if not want:
                 if t == R.T_STATE and h[1] in _FINAL:
                     closed[sid] = h[3]
-                elif t == R.T_CARRY and j.rbuf[R.HDR] in _FINAL:
-                    closed[sid] = parse_carry(j.payload(h))[3]
+                elif t == R.T_CARRY and h[1] in _FINAL:
+                    closed[sid] = h[3] if h[7] == 2 else parse_carry(j.payload(h))[3]
                 continue
             f = out.get(sid)
             if f is None:
@@ -148,10 +148,19 @@ class SaleReader:
             f["visited"] = VISITED[st]
             if st == _PAID:
                 f["auth_pg"] = pg
-            if st == _VOIDED or st == _REVERSAL_PENDING:
+            if (st == _VOIDED or st == _REVERSAL_PENDING) and h[7] != 2:
                 f["reason"] = bytes(p).decode()
             if st in _FINAL:
                 f["close_seq"] = h[3]
+        elif h[7] == 2:  # a CARRY whose payload is lost: its state is in the header
+            st = h[1]
+            if st >= len(VISITED):
+                return
+            f["state"] = st
+            f["visited"] = VISITED[st]
+            f["body_pg"] = pg
+            f["auth_pg"] = NONE_PG
+            f["close_seq"] = h[3]
         else:
             st, kind, visited, close_seq, approval, reason, body = parse_carry(p)
             if st >= len(VISITED):

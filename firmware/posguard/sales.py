@@ -49,7 +49,7 @@ _NEXT = {
 }
 # Records a sale in this state may still need (longest path to a final state): the admission budget.
 _REMAINING = {OPEN: 5, PAYMENT_PENDING: 4, PAID: 3, PRINTING: 2, PRINTED: 1, REVERSAL_PENDING: 1}
-# MAX_BODY (9 DATA pages, 2124 bytes), SLACK_PAGES and keep_last_max come from journal_limits: one
+# MAX_BODY (9 DATA pages, 2088 bytes), SLACK_PAGES and keep_last_max come from journal_limits: one
 # source, which the board profile is checked against too.
 
 MAX_LIVE = const(16)  # unfinished sales a checkpoint can list (16 x 12 bytes fits one record)
@@ -189,11 +189,11 @@ class SaleBook:
             if e is not None:
                 self._apply(sid, e, h[1], pg)
         elif t == R.T_CARRY:
-            st = payload[0]
+            st = h[1]  # the carried state is in the header too (a damaged payload leaves it)
             if st in FINAL or not 0 < st < len(VISITED):
                 self.live.pop(sid, None)
             else:
-                self.live[sid] = [st, VISITED[st], pg, pg if payload[8] else NONE_PG]
+                self.live[sid] = [st, VISITED[st], pg, pg if payload is not None and payload[8] else NONE_PG]
 
     def _apply(self, sid, e, target, pg):
         e[0] = target

@@ -612,6 +612,8 @@ def promises_kept(host, ref, got, one_record=False):
             continue
         if one_record and _may_follow(now, seen) and now not in ("OPEN", "PAYMENT_PENDING"):
             continue  # the damaged record was the sale's last: it reads its state before
+        if one_record and seen == "DECLINED" and now in ("REVERSAL_PENDING", "REVERSAL_ACKED"):
+            continue  # its DECLINED record lost: PAYMENT_PENDING, so a reversal is owed (moves no money)
         if not _may_follow(seen, now):
             return "sale %d seen %s reads %s" % (sid, seen, now)
     for sid in rqueue:

@@ -18,6 +18,7 @@ SECTOR = 4096
 PAGES = SECTOR // PAGE
 FIRST_REC = 1
 HDR = 16
+PAYLOAD_AT = 20  # after the header's own CRC-32 (bytes 16..19)
 BODY_END = PAGE - 4  # the CRC-32 of bytes 0..251 sits at 252..255
 MAGIC = 0xA5
 _FMT = "<BBBBIIHH"
@@ -124,9 +125,10 @@ def decode_page(buf: bytes, page: int) -> Record | None:
     if buf[0] != MAGIC:
         return None
     _magic, t, state, flags, seq, sid, n, gen = struct.unpack_from(_FMT, buf, 0)
-    if t not in TYPES or n > BODY_END - HDR:
+    (hcrc,) = struct.unpack_from("<I", buf, HDR)
+    if t not in TYPES or n > BODY_END - PAYLOAD_AT or zlib.crc32(buf[:HDR]) & 0xFFFFFFFF != hcrc:
         return None
-    return Record(page, TYPES[t], state, flags, seq, sid, gen, bytes(buf[HDR : HDR + n]), fixed)
+    return Record(page, TYPES[t], state, flags, seq, sid, gen, bytes(buf[PAYLOAD_AT : PAYLOAD_AT + n]), fixed)
 
 
 def _blank(b: bytes) -> bool:
