@@ -110,10 +110,46 @@ def test_thermistor_reads_pack_temperature(make_world: Any) -> None:
     assert s.temp_c() == pytest.approx(41.0, abs=1.5)
 
 
-def test_mcu_temperature_fallback(world: Any) -> None:
+def test_mcu_temperature_only_where_the_chip_has_it(world: Any, make_world: Any) -> None:
+    """ESP32-S3 has esp32.mcu_temperature() (calibrated, C); the original ESP32 only raw_temperature(), an
+    uncalibrated register (often a stuck 128): never read as a temperature (issue 11). Without a thermistor
+    such a board has no temperature, and says so."""
+    import esp32
+
     world.board.mcu_temp_c = 12.0
-    s = battery.BatterySense(FixedADC(1_900_000), 2.0, 1, str(world.fs_dir), mcu_temp=battery.mcu_temp_reader())
-    assert s.temp_c() == pytest.approx(12.0, abs=0.6)
+    assert world.profile["mcu"] == "esp32"
+    assert battery.mcu_temp_reader("esp32") is None
+    s = battery.BatterySense(FixedADC(1_900_000), 2.0, 1, str(world.fs_dir), mcu_temp=None)
+    assert s.temp_c() is None and s.temp_source == "none" and not s.temp_trusted
+    assert esp32.raw_temperature() == 128  # the stuck register: 128 "F" would be 53 C
+    mon = powermon.PowerMonitor(world.profile, FixedADC(1_900_000), store_dir=str(world.fs_dir))
+    mon.update()
+    assert mon.temp_c is None and mon.temp_source == "none"
+    # An S3 board reads its calibrated sensor
+    s3 = json.loads(json.dumps(world.profile))
+    s3["mcu"] = "esp32s3"
+    world.board.profile = s3
+    reader = battery.mcu_temp_reader("esp32s3")
+    s = battery.BatterySense(FixedADC(1_900_000), 2.0, 1, str(world.fs_dir), mcu_temp=reader)
+    assert s.temp_c() == pytest.approx(12.0, abs=0.6) and s.temp_source == "mcu" and s.temp_trusted
+
+
+def test_simulated_esp32_has_the_ports_temperature_functions(world: Any) -> None:
+    """As ports/esp32/modesp32.c: raw_temperature only on the original ESP32, mcu_temperature only on the
+    others (docs/reference/micropython-runtime.md)."""
+    import esp32
+
+    world.board.mcu_temp_c = 30.0
+    with pytest.raises(AttributeError):
+        esp32.mcu_temperature()
+    world.board.raw_temp_reg = 87
+    assert esp32.raw_temperature() == 87
+    prof = json.loads(json.dumps(world.profile))
+    prof["mcu"] = "esp32s3"
+    world.board.profile = prof
+    assert esp32.mcu_temperature() == 30
+    with pytest.raises(AttributeError):
+        esp32.raw_temperature()
 
 
 def test_unknown_chemistry_is_a_clear_error(world: Any) -> None:

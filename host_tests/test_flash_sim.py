@@ -170,9 +170,7 @@ def test_partition_block_protocol(world: Any) -> None:
 def test_running_partition_and_misc(world: Any) -> None:
     r = esp32.Partition(esp32.Partition.RUNNING)
     assert r.info()[0] == esp32.Partition.TYPE_APP
-    world.board.mcu_temp_c = 40.0
-    assert esp32.mcu_temperature() == 40
-    assert esp32.raw_temperature() == 104
+    assert esp32.raw_temperature() == 128  # an uncalibrated register on the ESP32 (test_battery_sense.py)
     esp32.wake_on_ext0(35, esp32.WAKEUP_ALL_LOW)
     assert world.board.wake_ext0 == (35, 0)
 

@@ -87,6 +87,7 @@ class BatterySense:
         self.calib_error = None
         self.pin_uv = 0
         self.raw_mv = 0.0
+        self.temp_ok = False
         self._load_calib()
 
     # -- calibration ----------------------------------------------------------------------------
@@ -164,19 +165,40 @@ class BatterySense:
             raise SenseFault("%d mV is not a plausible %d-cell pack voltage" % (mv, self.cells))
         return mv
 
+    @property
+    def temp_source(self):
+        """Where the temperature comes from: "thermistor", "mcu" (a calibrated on-chip sensor) or "none"."""
+        if self.therm_adc is not None:
+            return "thermistor"
+        if self.mcu_temp is not None:
+            return "mcu"
+        return "none"
+
+    @property
+    def temp_trusted(self):
+        """The last reading came from a calibrated source (thermistor, or an MCU sensor in C): aging may be
+        learned against it."""
+        return self.temp_ok
+
     def temp_c(self):
-        """Pack temperature: the thermistor if fitted, else the MCU's sensor, else 25 C."""
+        """Temperature in C from the thermistor if fitted, else the MCU's calibrated sensor; None when
+        there is no trustworthy source (never a guessed 25 C, never the ESP32's raw register)."""
+        self.temp_ok = False
         if self.therm_adc is not None:
             uv = self.therm_adc.read_uv()
             if 50000 < uv < _NTC_VCC_UV - 50000:
                 r = _NTC_PULLUP * uv / (_NTC_VCC_UV - uv)
+                self.temp_ok = True
                 return 1.0 / (1.0 / 298.15 + math.log(r / _NTC_R25) / _NTC_B) - 273.15
+            return None  # an open or shorted thermistor: no temperature (not the MCU's board temperature)
         if self.mcu_temp is not None:
             try:
-                return float(self.mcu_temp())
-            except (OSError, ValueError, TypeError):
+                t = float(self.mcu_temp())
+                self.temp_ok = True
+                return t
+            except (OSError, ValueError, TypeError, AttributeError):
                 pass
-        return 25.0
+        return None
 
 
 def _fit(pts):
@@ -203,18 +225,19 @@ def _check(g, o):
         raise ValueError("calibration offset %d mV is beyond +/-%d mV" % (o, _OFFSET_MAX_MV))
 
 
-def mcu_temp_reader():
-    """A callable reading the MCU's internal sensor in C (ESP32-S3: mcu_temperature; ESP32: raw F)."""
-    import esp32
+# Chips whose MicroPython port has esp32.mcu_temperature() (calibrated, in C): every esp32 target but the
+# original ESP32, which has only esp32.raw_temperature(), an uncalibrated 8-bit register read (often a
+# stuck 128), not a temperature in any unit (docs/reference/micropython-runtime.md, modesp32.c).
+_MCU_TEMP_CHIPS = ("esp32s3", "esp32s2", "esp32c3", "esp32c6")
 
-    f = getattr(esp32, "mcu_temperature", None)
-    if f is not None:
-        return f
-    raw = getattr(esp32, "raw_temperature", None)
-    if raw is None:
+
+def mcu_temp_reader(mcu=None):
+    """A callable reading the MCU's calibrated sensor in C, or None: on the original ESP32 (and when the
+    chip is not known) there is none, and raw_temperature() is never turned into degrees."""
+    if mcu not in _MCU_TEMP_CHIPS:
         return None
-
-    def c():
-        return (raw() - 32) / 1.8
-
-    return c
+    try:
+        import esp32
+    except ImportError:
+        return None
+    return getattr(esp32, "mcu_temperature", None)

@@ -25,8 +25,9 @@ def boot_soc_pct(prof, pack_mv, r25_ohm=None):
     rx_a = idle + p["print_a"]
     # The strobe peak as PowerMonitor predicts it (dots x V_head / R_dot; a boost converter at the floor)
     peak_a = load.peak_a(load.dots, pack_mv / 1000.0)
+    floor = (p["brownout_v"] + prof["policy"]["margin_mv"] / 1000.0) / cells
     empty = power_policy.empty_soc_ref(
-        p["brownout_v"] / cells, prof["policy"]["margin_mv"] / 1000.0 / cells, idle, rx_a, r0,
+        floor, idle * r0 * soc.RC_SHARE, r0, ref, b["capacity_mah"] / 1000.0, rx_a,
         load.receipt_time_s(power_policy.STANDARD_LINES, load.dots), b["chemistry"], peak_a,
     )
     if empty >= 100.0:

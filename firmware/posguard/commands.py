@@ -295,6 +295,10 @@ class Commands:
                 "replace": bool(mon.replace_battery),
                 "charger_fault": bool(mon.charger_fault),
                 "fault": mon.fault,
+                # standard receipts left before a receipt's pulse would reach the cutoff (None: unknown yet)
+                "receipts_left": getattr(mon, "receipts_left", None),
+                "warning": getattr(mon, "low_warning", None),  # None or "battery low: about N receipts left"
+                "temp_source": getattr(mon, "temp_source", None),  # "thermistor", "mcu" or "none"
             }
         jobs = self.jobs
         r["printer"] = {"problem": jobs.problem or None, "queued": jobs.pending(), "parked": jobs.parked or None,

@@ -132,25 +132,37 @@ class LoadModel:
 def predict_min_cell_v(ocv_cell, v_rc, r0, soc_ref, cap_ah, amps, t_s, chemistry, peak_a=None):
     """Lowest per-cell voltage at the end of t_s seconds of a receipt drawing `amps` on average and
     `peak_a` (default: amps) while the head strobes: OCV after the charge drawn, minus the relaxation
-    branch grown toward amps*R1, minus peak_a*R0 (docs/reference/battery-and-printer.md: V = OCV - I*R0 - V_RC)."""
+    branch grown toward amps*R1, minus peak_a*R0 at the end's state of charge
+    (docs/reference/battery-and-printer.md: V = OCV - I*R0 - V_RC)."""
     if peak_a is None:
         peak_a = amps
     a = math.exp(-t_s / soc.TAU_RC_S)
     v_rc_end = v_rc * a + amps * r0 * soc.RC_SHARE * (1.0 - a)
     d_soc = amps * t_s / 3600.0 / cap_ah * 100.0
     ocv_end = ocv_cell - (soc.soc_to_ocv(soc_ref, chemistry) - soc.soc_to_ocv(soc_ref - d_soc, chemistry))
-    return ocv_end - peak_a * r0 - v_rc_end
+    r_end = r0 * soc.r_shape(soc_ref - d_soc) / soc.r_shape(soc_ref)
+    return ocv_end - peak_a * r_end - v_rc_end
 
 
-def empty_soc_ref(cutoff_cell, margin_cell, idle_a, amps, r0, t_s, chemistry, peak_a=None):
-    """Table SoC at which a standard receipt (mean `amps`, strobe peak `peak_a`, default amps), started
-    rested at idle, would end exactly at the cutoff plus margin: the 0 % of the usable scale."""
+def empty_soc_ref(floor_cell, v_rc, r0, soc_now, cap_ah, amps, t_s, chemistry, peak_a=None, bias=0.0):
+    """Table SoC at which a receipt (mean `amps`, strobe peak `peak_a`, t_s long), started with the
+    relaxation branch at v_rc, would end exactly at floor_cell (cutoff plus margin, per cell): the 0 %
+    of the usable scale. r0 is the resistance at soc_now; it grows toward empty as r_shape says.
+    bias: the learned error of the prediction (measured minus predicted). Bisection: 14 steps."""
     if peak_a is None:
         peak_a = amps
-    a = math.exp(-t_s / soc.TAU_RC_S)
-    r1 = r0 * soc.RC_SHARE
-    v_rc_end = idle_a * r1 * a + amps * r1 * (1.0 - a)
-    return soc.ocv_to_soc(cutoff_cell + margin_cell + peak_a * r0 + v_rc_end, chemistry)
+    lo = 0.0
+    hi = 100.0
+    base = soc.r_shape(soc_now)
+    for _ in range(14):
+        mid = (lo + hi) * 0.5
+        v = predict_min_cell_v(soc.soc_to_ocv(mid, chemistry), v_rc, r0 * soc.r_shape(mid) / base, mid, cap_ah,
+                               amps, t_s, chemistry, peak_a) + bias
+        if v >= floor_cell:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 class PowerPolicy:
@@ -168,8 +180,9 @@ class PowerPolicy:
         self._critical_s = 0.0
 
     def _level(self, soc_pct):
-        if soc_pct <= self.shutdown:
-            return SHUTDOWN
+        # The state of charge only warns (LOW): whether a receipt may start is the pulse prediction's
+        # call (CRITICAL below), and SHUTDOWN follows it at 0 %. critical_pct adds a floor to that
+        # prediction for profiles that want one (0: none).
         if soc_pct < self.critical:
             return CRITICAL
         if soc_pct < self.low:
@@ -195,7 +208,9 @@ class PowerPolicy:
         if rx_headroom_v < 0 or (cur >= CRITICAL and rx_headroom_v < rx_hyst_v):
             if lvl < CRITICAL:
                 lvl = CRITICAL
-        if lvl == SHUTDOWN and self.shutdown <= 0 and self._critical_s < _PARK_S and cur < SHUTDOWN:
+        if lvl == CRITICAL and soc_pct <= self.shutdown and rx_headroom_v < 0:
+            lvl = SHUTDOWN
+        if lvl == SHUTDOWN and self._critical_s < _PARK_S and cur < SHUTDOWN:
             lvl = CRITICAL  # at 0 % first give the current sale time to finish or park
         return lvl
 

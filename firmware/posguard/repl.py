@@ -74,6 +74,9 @@ def status():
     else:
         print("battery : %.0f %%  %s%s%s" % (b["soc_pct"], b["state"], "  REPLACE BATTERY" if b["replace"] else "",
                                              "  CHARGER FAULT" if b["charger_fault"] else ""))
+        if b.get("receipts_left") is not None:
+            print("          about %d receipts left%s" % (b["receipts_left"],
+                                                         ("  (" + b["warning"] + ")") if b.get("warning") else ""))
     p = s["printer"]
     print("printer : %s, %d job(s) queued%s" % (p["problem"] or "ready", p["queued"],
                                                 ", parked: " + p["parked"] if p["parked"] else ""))
@@ -103,7 +106,10 @@ def battery():
         print("no battery monitor: see the crash log (pos.status())")
         return
     mon.update()
-    print("pack    : %.3f V  (%.1f C)" % (mon.pack_v, mon.temp_c if mon.temp_c is not None else 0.0))
+    if mon.temp_c is None:
+        print("pack    : %.3f V  (no temperature sensor)" % mon.pack_v)
+    else:
+        print("pack    : %.3f V  (%.1f C, %s)" % (mon.pack_v, mon.temp_c, mon.temp_source))
     print("charge  : %.1f %%  state %s" % (mon.soc_pct, mon.state_name))
     print("health  : %s %%  R %s mOhm  %s cycles" % (_f(mon.soh_pct), _f(mon.r_int_mohm), mon.cycles))
     flags = []

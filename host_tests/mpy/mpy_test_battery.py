@@ -51,7 +51,8 @@ def test_sim_battery_sags_more_when_cold_and_old():
     cold = sim_battery.Battery(soc=0.5, temp_c=0.0)
     old = sim_battery.Battery(soc=0.5, r_growth=2.0)
     sag = fresh.terminal_v(0.0) - fresh.terminal_v(2.0)
-    assert cold.terminal_v(0.0) - cold.terminal_v(2.0) > 1.5 * sag
+    # the traces' family: x1.4 from 25 C to -10 C (contact resistance does not warm up), about x1.3 at 0 C
+    assert cold.terminal_v(0.0) - cold.terminal_v(2.0) > 1.2 * sag
     assert abs((old.terminal_v(0.0) - old.terminal_v(2.0)) / sag - 2.0) < 0.01
 
 
@@ -180,3 +181,31 @@ def test_power_fail_is_deferred_through_schedule():
 
 if __name__ == "__main__":
     mpy_runner.main(globals())
+
+
+def test_charge_counter_stays_exact_at_ten_years_on_the_vm():
+    from posguard import coulomb
+
+    c = coulomb.ChargeCounter()
+    c.set(438000, 3599)  # ten years at 5 A, one second short of the next mAh
+    c.mams = 999
+    for _ in range(3600):
+        c.add(coulomb.to_ma(0.3), 1000)  # 1 s at 300 mA: 300 mA.s each
+    assert c.mah == 438300 and c.mas == 3599 and c.mams == 999, (c.mah, c.mas, c.mams)
+
+
+def test_devkit_without_temperature_says_so_and_learns_no_aging():
+    w = _world(soc=0.6)
+    w.board.raw_temp_reg = 128  # the original ESP32's stuck register: never a temperature
+    mon = _monitor(w)
+    for k in range(40):
+        mon.update()
+        if k % 10 == 5:
+            mon.set_load(True)
+            w.power.set_load("printer", 1.7)
+        elif k % 10 == 9:
+            mon.set_load(False)
+            w.power.set_load("printer", 0.0)
+        w.clock.advance_us(1000000)
+    assert mon.temp_c is None and mon.temp_source == "none"
+    assert mon.health.r_now_events >= 4 and mon.health.r_events == 0 and mon.r_growth is None

@@ -141,11 +141,23 @@ def wake_on_ext0(pin, level):
     b.wake_ext0 = (pid, 1 if level else 0)
 
 
+def _chip():
+    return _board().profile.get("mcu", "esp32")
+
+
 def mcu_temperature():
-    """Internal sensor in degrees Celsius (ESP32-S2/S3/C3 API)."""
+    """The calibrated internal sensor in whole degrees C. ports/esp32/modesp32.c (lines 231-249, 337-341)
+    builds it only for targets other than the original ESP32: there the attribute does not exist, which
+    the simulator shows as the AttributeError a call on the port would raise."""
+    if _chip() == "esp32":
+        raise AttributeError("'module' object has no attribute 'mcu_temperature'")
     return int(round(_board().mcu_temp_c))
 
 
 def raw_temperature():
-    """Original ESP32's raw sensor: an integer in degrees Fahrenheit."""
-    return int(round(_board().mcu_temp_c * 9 / 5 + 32))
+    """The original ESP32's raw sensor: modesp32.c (lines 215-228) returns the 8-bit TSENS_OUT register
+    field, uncalibrated, not a temperature in any unit; on many chips it reads a stuck 128. The simulated
+    board's `raw_temp_reg` (default 128) is that register. Other targets have no raw_temperature."""
+    if _chip() != "esp32":
+        raise AttributeError("'module' object has no attribute 'raw_temperature'")
+    return getattr(_board(), "raw_temp_reg", 128)

@@ -5,6 +5,11 @@
 # approve, decline or time out; the paper runs out once; the power is cut at random moments. The
 # firmware runs unchanged through boot.py and main.py (sim_board.Board.run), and only the printer's
 # output and the journal on flash are used to judge the day afterwards.
+# The battery story: the pack (a preset of the reference cell family, sim_battery.PACKS) may start the day
+# part-charged; the cashier app shows the firmware's own low-battery warning from `status`; when the
+# terminal refuses a sale for battery, the merchant plugs the charger a minute or two later and leaves it
+# plugged to the close. At the first refusal the simulator looks ahead on a copy of its own pack to say how
+# much charge a standard receipt could still have used (the physical limit the firmware is judged against).
 import json
 import os
 import sys
@@ -47,6 +52,7 @@ P_CANCEL = 0.03
 OPENING_H = 7.0  # the day starts at 07:00 (receipt times)
 SAMPLE_S = 60  # the plot's resolution
 HEAP_EVERY_S = 7  # unix port: live-heap samples (odd period: not locked to the firmware's own timers)
+MAX_BOOTS = 500
 _MAX_EVENTS = 400  # day events kept for the plot/report (bounded)
 _MAX_QUEUE = 6  # customers waiting at the counter; more walk away
 _MAX_SALES = 4096  # sale ids per day the bookkeeping has room for (preallocated: bounded RAM)
@@ -64,17 +70,47 @@ _PAID = (b"Paid by", b"\xd6\xa7\xb8\xb6\xb7\xbd\xca\xbd")  # 支付方式
 
 
 class Connector:
-    """The pack's connector: pulled (no supply) or connected. Wraps the battery as the rail source."""
+    """The pack's connector: pulled (no supply) or connected. Wraps the battery as the rail source, and
+    counts the charge that left the pack (discharge only, Ah)."""
 
     def __init__(self, battery):
         self.battery = battery
         self.connected = True
+        self.discharged_ah = 0.0
 
     def terminal_v(self, amps):
         return self.battery.terminal_v(amps) if self.connected else 0.0
 
     def step(self, dt_s, amps):
+        before = self.battery.drawn_ah
         self.battery.step(dt_s, amps if self.connected else 0.0)
+        if self.battery.drawn_ah > before:
+            self.discharged_ah += self.battery.drawn_ah - before
+
+
+LOOKAHEAD_EVERY_S = 90  # the reference duty cycle's receipt spacing (tools/posguard_tools/traces/README.md)
+
+
+def printer_pack_a(profile, dots, rail_v):
+    """Pack-side strobe current of `dots` heated at once, as sim_printer._set_load draws it."""
+    head_a = dots * (sim_printer.BOOST_V if profile["power"]["boost_converter"] else rail_v) / sim_printer.R_DOT_OHM
+    if profile["power"]["boost_converter"]:
+        return sim_printer.BOOST_V * head_a / (max(0.5, rail_v) * sim_printer.BOOST_EFF)
+    return head_a
+
+
+def physical_limit(battery, profile, mean_a, every_s=LOOKAHEAD_EVERY_S):
+    """The physical limit of this board's standard receipt on (a copy of) the pack: sim_battery.physical_limit
+    with the default heat's strobe peak as the simulated printer draws it, the profile's idle current,
+    receipt length and brownout level."""
+    p = profile["power"]
+    dots = profile["policy"]["heat_dots"]
+
+    def peak(v):
+        return printer_pack_a(profile, dots, v)
+
+    return sim_battery.physical_limit(battery, p["idle_a"], mean_a, peak, int(p["receipt_s"]), p["brownout_v"],
+                                      every_s)
 
 
 def arrival_rate_per_h(hour):
@@ -90,7 +126,7 @@ def arrival_rate_per_h(hour):
 
 class Day:
     def __init__(self, profile, fs_dir, firmware_dir, hours=12.0, seed=1, cuts=3, aged=False, temp_c=25.0,
-                 policy="posguard", soc=1.0):
+                 policy="posguard", soc=1.0, pack=None, charger=True):
         self.profile = profile
         self.hours = hours
         self.seed = seed
@@ -104,10 +140,14 @@ class Day:
         if policy == "naive":
             firmware_dir = _naive_entry(fs_dir, firmware_dir)
         self.board = sim_board.Board(profile, fs_dir, firmware_dir, clock=self.clock, power=self.power, seed=seed)
-        self.battery = sim_battery.Battery(
-            cells=profile["battery"]["cells_series"], soc=soc, temp_c=temp_c,
-            fade=0.2 if aged else 0.0, r_growth=2.0 if aged else 1.0,
-        )
+        if pack is None:
+            pack = "aged85" if aged else "fresh"  # the old --aged is the aged85 preset now
+        self.pack_name = pack
+        self.start_soc = soc
+        self.temp_c = temp_c
+        self.battery = sim_battery.Battery.of_pack(pack, cells=profile["battery"]["cells_series"], soc=soc,
+                                                   temp_c=temp_c)
+        self.charger_allowed = charger
         self.pack = sim_battery.PackWiring(self.board, self.battery)
         self.conn = Connector(self.battery)
         self.power.set_source(self.conn)
@@ -162,6 +202,18 @@ class Day:
         self.paper_reloaded = 0
         self.peak_heap = 0
         self.last_receipt_soc = None
+        # the battery story
+        self.s_chg = bytearray(n)
+        self.warnings = 0  # status replies carrying the firmware's low-battery warning
+        self.first_warning = None  # [hours, text, receipts_left]
+        self._warned = False
+        self.last_receipts_left = None
+        self.first_battery_refusal = None  # [hours, sim SoC %, possible receipts, unused share %]
+        self.charger_at_us = None
+        self._charger_planned = False
+        self.n_complete = 0  # originals and copies finished on paper
+        self.before_charger = None  # [receipts, discharged Ah] when the charger went in
+        self.approved_after_charger = 0
 
     # -- world events ------------------------------------------------------------------------------
     def _note(self, kind, detail=""):
@@ -264,6 +316,7 @@ class Day:
             self.s_fw[i] = -1.0 if fw is None else fw
             st = self.fw["state"]
             self.s_state[i] = _STATE_CODES.index(st) if st in _STATE_CODES else 0
+            self.s_chg[i] = 1 if self.battery.charge_a > 0 else 0
             self.n_samples = i + 1
         if self.on_progress is not None:
             self.on_progress(t_h / self.hours)
@@ -290,6 +343,11 @@ class Day:
         hour = OPENING_H + self.clock.now_us() / 3600e6
         nxt = self.rng.expo(3600.0 / arrival_rate_per_h(hour))
         self._schedule(self.clock.now_us() / 1e6 + nxt, self._arrive)
+        if not self.power.on and self._asleep():
+            # The terminal is dark: its boot check put it to deep sleep for battery. The merchant sees it.
+            if self.first_battery_refusal is None:
+                self._note("terminal asleep", "battery")
+            self._battery_refusal()
         if len(self.queue) >= _MAX_QUEUE:
             self.c["walked_away"] += 1
             return
@@ -330,7 +388,44 @@ class Day:
         code = rep.get("err") if rep is not None else "NO_REPLY"
         self.refused[code] = self.refused.get(code, 0) + 1
         self._note("refused", code if rep is None else code + ": " + str(rep.get("msg", ""))[:60])
+        if code == "BATTERY_CRITICAL":
+            self._battery_refusal()
         return code
+
+    # -- the battery story -----------------------------------------------------------------------
+    def _battery_refusal(self):
+        if self.first_battery_refusal is None:
+            busy = self.printer.busy_us / 1e6
+            p = self.profile["power"]
+            mean = self.printer.charge_as / busy if busy > 1.0 else p["print_a"]
+            n, share = physical_limit(self.battery, self.profile, mean)
+            self.first_battery_refusal = [round(self.clock.now_us() / 3600e6, 4), round(self.battery.soc() * 100, 2),
+                                          n, round(share * 100, 2)]
+        if self.charger_allowed and not self._charger_planned:
+            # The merchant reads the refusal and plugs the charger within a minute or two.
+            self._charger_planned = True
+            self._later(self.rng.uniform(30, 120), self._plug_charger)
+
+    def _asleep(self):
+        r = self.board.resets
+        return bool(r) and r[-1][1] == "DeepSleep"
+
+    def _plug_charger(self):
+        self.charger_at_us = self.clock.now_us()
+        self.before_charger = [self.n_complete, self.conn.discharged_ah]
+        self.pack.set_charger(self.profile["power"]["charge_a"])
+        self._note("charger plugged", "%.1f A" % self.profile["power"]["charge_a"])
+
+    def _battery_status(self, b):
+        w = b.get("warning")
+        self.last_receipts_left = b.get("receipts_left")
+        if w:
+            self.warnings += 1
+            if not self._warned:
+                self._note("battery warning", str(w)[:60])
+            if self.first_warning is None:
+                self.first_warning = [round(self.clock.now_us() / 3600e6, 4), str(w), b.get("receipts_left")]
+        self._warned = bool(w)
 
     def _after_open(self, sale, rep):
         if rep is None:
@@ -391,6 +486,8 @@ class Day:
             self.c["completed"] += 1
             self._flag(sale["id"], _F_APPROVED)
             self.n_approved += 1
+            if self.charger_at_us is not None:
+                self.approved_after_charger += 1
             self.last_receipt_soc = self.battery.soc() * 100
             return self._done()
         if rep.get("state") in ("VOIDED", "REVERSAL_PENDING"):
@@ -448,6 +545,7 @@ class Day:
                 b = rep.get("battery") or {}
                 self.fw["soc"] = b.get("soc_pct")
                 self.fw["state"] = b.get("state")
+                self._battery_status(b)
                 for sid in rep.get("reversals") or ():
                     self._reverse(sid)
 
@@ -496,7 +594,8 @@ class Day:
     def run(self, cuts=3):
         self.cuts_wanted = cuts
         self._plan()
-        summary = self.board.run(int(self.hours * 3600 * 1000))
+        # A day has a handful of boots (cuts, deep-sleep wakes); hundreds are a boot loop: stop and say so.
+        summary = self.board.run(int(self.hours * 3600 * 1000), max_boots=MAX_BOOTS)
         self._heap()
         if self.on_end is not None:
             self.on_end()  # the unix port releases the heap ballast: the report is not the firmware's
@@ -523,6 +622,8 @@ class Day:
         if i < 0:
             return
         k = _KINDS.index(kind) if complete else 3
+        if k < 2:
+            self.n_complete += 1
         j = 4 * i + k
         if self.printed[j] < 255:
             self.printed[j] += 1
@@ -533,7 +634,7 @@ class Day:
         for i in range(n):
             fw = self.s_fw[i]
             out.append([round(self.s_t[i], 4), round(self.s_v[i], 4), round(self.s_soc[i], 2),
-                        None if fw < 0 else round(fw, 1), _STATE_CODES[self.s_state[i]] or None])
+                        None if fw < 0 else round(fw, 1), _STATE_CODES[self.s_state[i]] or None, self.s_chg[i]])
         return out
 
     def report(self, summary):
@@ -551,7 +652,9 @@ class Day:
         for sid in ids:
             i = sid - self.base_id
             o = self.printed[4 * i]
-            d = self.printed[4 * i + 1] - (1 if self.flags[i] & _F_HOST_REPRINT else 0)
+            # A copy the app asked for is not a recovery copy; if it never printed (the firmware had the
+            # original still queued, e.g. parked for battery), there is nothing to discount.
+            d = max(0, self.printed[4 * i + 1] - (1 if self.flags[i] & _F_HOST_REPRINT else 0))
             part = self.printed[4 * i + 3]
             originals += o
             copies += max(0, d)
@@ -568,8 +671,13 @@ class Day:
                 interrupted += 1
                 if d == 1:
                     interrupted_once += 1
-        used = 1.0 - self.battery.soc()
-        n_receipts = originals + copies
+        # Receipts per charge: on the pack alone (up to the charger), per full pack of charge drawn.
+        n_pack, dis_ah = self.before_charger or [self.n_complete, self.conn.discharged_ah]
+        used = dis_ah / self.battery.usable_ah()
+        n_receipts = n_pack
+        now = self.clock.now_us()
+        charger_h = 0.0 if self.charger_at_us is None else (now - self.charger_at_us) / 3600e6
+        refusal = self.first_battery_refusal
         return {
             "hours": self.hours,
             "seed": self.seed,
@@ -597,6 +705,15 @@ class Day:
             "soc_end_pct": round(self.battery.soc() * 100, 2),
             "soc_last_receipt_pct": None if self.last_receipt_soc is None else round(self.last_receipt_soc, 2),
             "receipts_per_charge": round(n_receipts / used, 1) if used > 0.01 else None,
+            "pack": self.pack_name,
+            "soc_start_pct": round(self.start_soc * 100, 1),
+            "battery_warnings": self.warnings,
+            "first_warning": self.first_warning,
+            "first_battery_refusal": self.first_battery_refusal,
+            "unused_at_first_refusal_pct": None if refusal is None else refusal[3],
+            "charger_plugged_h": None if self.charger_at_us is None else round(self.charger_at_us / 3600e6, 4),
+            "charger_h": round(charger_h, 3),
+            "approved_after_charger": self.approved_after_charger,
             "printer_dropped_bytes": self.printer.dropped,
             "host_timeouts": self.client.timeouts,
             "resets": [[round(r[0] / 3600000, 4), r[1], str(r[2])] for r in summary["resets"]],
@@ -758,6 +875,7 @@ def _naive_entry(fs_dir, firmware_dir):
     return d
 
 
-def run_day(profile, fs_dir, firmware_dir, hours=12.0, seed=1, cuts=3, aged=False, temp_c=25.0, policy="posguard"):
-    day = Day(profile, fs_dir, firmware_dir, hours, seed, cuts, aged, temp_c, policy)
+def run_day(profile, fs_dir, firmware_dir, hours=12.0, seed=1, cuts=3, aged=False, temp_c=25.0, policy="posguard",
+            soc=1.0, pack=None, charger=True):
+    day = Day(profile, fs_dir, firmware_dir, hours, seed, cuts, aged, temp_c, policy, soc, pack, charger)
     return day.run(cuts)

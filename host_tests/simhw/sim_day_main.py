@@ -1,6 +1,7 @@
 # Entry point for a trading day inside the MicroPython unix port (never deployed):
 #   micropython -X heapsize=640k sim_day_main.py ARGS.json OUT.json
-# ARGS.json: {"profile": {...}, "fs_dir", "firmware_dir", "hours", "seed", "cuts", "aged", "temp_c", "policy"}
+# ARGS.json: {"profile": {...}, "fs_dir", "firmware_dir", "hours", "seed", "cuts", "aged", "temp_c", "policy",
+#             "soc", "pack", "charger"}
 # The simulator loads first, then sim_heap pins a ballast so the firmware's working data sees exactly an
 # ESP32's free heap (110 KB); the result JSON carries the peak live heap the firmware held.
 import gc
@@ -29,7 +30,7 @@ def main():
     # The world first (battery, printer, the journal's flash with every sector's storage allocated):
     # none of it is on a real board's heap. Then the budget is pinned and the firmware boots.
     day = sim_day.Day(a["profile"], a["fs_dir"], a["firmware_dir"], a["hours"], a["seed"], a["cuts"], a["aged"],
-                      a["temp_c"], a["policy"])
+                      a["temp_c"], a["policy"], a.get("soc", 1.0), a.get("pack"), a.get("charger", True))
     state = [0]
 
     def progress(frac):

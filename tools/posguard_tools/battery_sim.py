@@ -38,7 +38,9 @@ class Outcome:
 class SimWorld:
     def __init__(self, profile_name: str = "devkit-1s", seed: int = 1, soc: float = 1.0, temp_c: float = 25.0,
                  fade: float = 0.0, r_growth: float = 1.0, capacity_ah: float | None = None,
-                 profile: dict[str, Any] | None = None) -> None:
+                 profile: dict[str, Any] | None = None, pack: str | None = None) -> None:
+        """`pack`: a preset of the cell family (sim_battery.PACKS: fresh, aged90, aged85, worn70) or
+        "CAP,KIN,CONTACT_MOHM"; fade / r_growth / capacity_ah then scale it further."""
         paths.use_simulated_hardware()
         import sim_battery
         import sim_board
@@ -54,8 +56,10 @@ class SimWorld:
         self.board = sim_board.Board(self.profile, self.fs_dir, str(paths.FIRMWARE), clock=self.clock,
                                      power=self.power, seed=seed)
         cap = capacity_ah if capacity_ah is not None else sim_battery.Q_AH
+        knobs = sim_battery.pack_knobs(pack or "fresh")
         self.battery = sim_battery.Battery(cells=self.profile["battery"]["cells_series"], soc=soc, temp_c=temp_c,
-                                           fade=fade, r_growth=r_growth, capacity_ah=cap)
+                                           fade=fade, r_growth=r_growth, capacity_ah=cap, cap_share=knobs[0],
+                                           kinetics=knobs[1], contact_ohm=knobs[2])
         self.pack = sim_battery.PackWiring(self.board, self.battery)
         self.power.on = True
         self.power.set_load("board", self.profile["power"]["idle_a"])

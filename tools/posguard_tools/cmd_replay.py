@@ -1,9 +1,11 @@
 """`posguard replay`: feed a recorded battery trace through the firmware's own estimator and policy.
 
 The firmware sees the trace as a board would: the voltage at the ADC pin (pack voltage over the
-profile's divider), the printing flag telling it when the printer is on; the current and temperature
-columns are used only when the profile has those sensors. One output row per input row:
-t_s, soc_pct, state, can_print, r_int_mohm, soh_pct, replace_battery.
+profile's divider), the printing flag telling it when the printer is on; the temperature
+column feeds a thermistor only when the profile has one; the current column, when the trace has it, is
+the board's current sensor. One output row per input row:
+t_s, soc_pct, state, can_print, receipts_left, r_int_mohm, soh_pct, replace_battery (soc_pct and
+receipts_left are empty until the first rested reading).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from posguard_tools import paths, traces
 
 HELP = "replay a battery trace (CSV) through the firmware's SoC estimator and power policy"
 
-OUT_COLUMNS = ("t_s", "soc_pct", "state", "can_print", "r_int_mohm", "soh_pct", "replace_battery")
+OUT_COLUMNS = ("t_s", "soc_pct", "state", "can_print", "receipts_left", "r_int_mohm", "soh_pct", "replace_battery")
 _GAP_RESET_S = 600.0  # a hole this long in the log: the board was off or rebooted; start afresh
 
 
@@ -62,7 +64,7 @@ class Replayer:
     """Drives one PowerMonitor over rows; `step(row)` returns the output row (dict)."""
 
     def __init__(self, profile: dict[str, Any], cells: int | None = None, cutoff_v_cell: float | None = None,
-                 store_dir: str | None = None, adc: Any = None) -> None:
+                 store_dir: str | None = None, adc: Any = None, measured_current: bool = False) -> None:
         paths.use_simulated_hardware()
         import sim_clock
 
@@ -93,9 +95,10 @@ class Replayer:
             store_dir = self._tmp.name
         self.adc = adc if adc is not None else _TraceADC()
         self.therm = _TraceADC() if prof["pins"]["thermistor_adc"] is not None else None
+        self.amps: float | None = None  # the trace's i_a on this row (None: no column, the load model)
         self.mon = powermon.PowerMonitor(prof, self.adc, therm_adc=self.therm, store_dir=store_dir,
-                                         mcu_temp=lambda: 25.0, cutoff_v=cutoff, auto_shutdown=False,
-                                         heat_scaling=False)
+                                         cutoff_v=cutoff, auto_shutdown=False, heat_scaling=False,
+                                         current_fn=self._current if measured_current else None)
         self.std_heat = self.mon.load.heat(self.mon.load.dots, 0.0)
         self._t_last: float | None = None
         self._t0_ms = 0
@@ -112,8 +115,13 @@ class Replayer:
         self.clock.advance_us(target_us - now)
         self._t_last = t_s
 
-    def step(self, t_s: float, v_cell: float, printing: bool, temp_c: float | None) -> dict[str, Any]:
+    def _current(self) -> float | None:
+        return self.amps
+
+    def step(self, t_s: float, v_cell: float, printing: bool, temp_c: float | None,
+             i_a: float | None = None) -> dict[str, Any]:
         self._advance_to(t_s)
+        self.amps = i_a
         self.adc.uv = int(round(v_cell * self.cells / self.ratio * 1e6))
         if self.therm is not None:
             import sim_battery
@@ -122,11 +130,13 @@ class Replayer:
         self.mon.set_load(printing)
         self.mon.update()
         ok, _reason = self.mon.can_print(30, self.std_heat)
+        known = self.mon.soc_known
         return {
             "t_s": t_s,
-            "soc_pct": round(self.mon.soc_pct, 2),
+            "soc_pct": round(self.mon.soc_pct, 2) if known else "",
             "state": self.mon.state_name,
             "can_print": int(ok),
+            "receipts_left": self.mon.receipts_left if known else "",
             "r_int_mohm": round(self.mon.r_int_mohm, 1),
             "soh_pct": round(self.mon.soh_pct, 1),
             "replace_battery": int(self.mon.replace_battery),
@@ -155,8 +165,11 @@ def replay(profile: dict[str, Any], rows: Iterable[list[str]], cols: list[str], 
     row with the time as written and empty figures (nothing is dropped)."""
     st = stats if stats is not None else {}
     st.update(rows=0, bad=0)
-    ix: dict[str, int] = {name: cols.index(name) for name in ("t_s", "v_cell", "printing", "temp_c") if name in cols}
-    rp = Replayer(profile, cells, cutoff_v_cell)
+    ix: dict[str, int] = {name: cols.index(name) for name in ("t_s", "v_cell", "printing", "temp_c", "i_a")
+                          if name in cols}
+    # The trace's measured current is the current sensor the replayed board reads (issue 11): the
+    # firmware judges receipts by what the cell really gave, not by its own printer model.
+    rp = Replayer(profile, cells, cutoff_v_cell, measured_current="i_a" in ix)
     try:
         for row in rows:
             st["rows"] += 1
@@ -173,7 +186,7 @@ def replay(profile: dict[str, Any], rows: Iterable[list[str]], cols: list[str], 
                 yield {"t_s": raw.strip() if raw else "", **{k: "" for k in OUT_COLUMNS[1:]}}
                 continue
             p = _num(cell("printing"))
-            yield rp.step(t, v, bool(p) if p is not None else False, _num(cell("temp_c")))
+            yield rp.step(t, v, bool(p) if p is not None else False, _num(cell("temp_c")), _num(cell("i_a")))
     finally:
         rp.close()
 

@@ -32,13 +32,35 @@ ROWS: list[tuple[str, str, str]] = [
     ("SoC at the last completed sale", "soc_last_receipt_pct", ""),
     ("SoC at close", "soc_end_pct", ""),
     ("receipts per charge", "receipts_per_charge", ""),
+    ("battery low warning (first)", "warning_first", "before refusal"),
+    ("first refusal for battery", "refusal_first", ""),
+    ("  charge unused then (sim's own limit)", "unused", "<= 2 %"),
+    ("charger plugged / time on charger", "charger", ""),
+    ("sales completed on the charger", "approved_after_charger", ""),
+    ("brownouts (all)", "brownouts", "0"),
     ("bad host lines refused", "bad_lines", ""),
     ("peak heap (unix port)", "heap", "<= 60 KB"),
     ("simulated h per wall s", "speed", ""),
 ]
 
 
+def _hours(h: float | None) -> str:
+    return "-" if h is None else f"{h:.2f} h"
+
+
 def _get(rep: dict[str, Any], key: str) -> Any:
+    if key == "warning_first":
+        w = rep.get("first_warning")
+        return "none" if not w else f"{_hours(w[0])}: \"{w[1]}\""
+    if key == "refusal_first":
+        f = rep.get("first_battery_refusal")
+        return "none" if not f else f"{_hours(f[0])} (pack at {f[1]:.1f} %)"
+    if key == "unused":
+        f = rep.get("first_battery_refusal")
+        return "-" if not f else f"{f[3]:.1f} % ({f[2]} receipts)"
+    if key == "charger":
+        at = rep.get("charger_plugged_h")
+        return "-" if at is None else f"{_hours(at)} / {rep.get('charger_h', 0):.1f} h"
     if key == "refused_other":
         known = {"BATTERY_CRITICAL", "PAPER_OUT", "PRINTER_FAULT", "JOURNAL_MAINTENANCE"}
         return sum(v for k, v in rep.get("refused", {}).items() if k not in known)
@@ -73,7 +95,8 @@ def table(reports: list[dict[str, Any]]) -> str:
     widths = [max(len(str(row[i])) for row in [heads, *rows]) for i in range(len(heads))]
     first = reports[0]
     title = (f"posguard sim: board {first['board']}, {first['hours']:g} h, seed {first['seed']}, "
-             f"{'aged pack, ' if first.get('aged') else ''}{first.get('temp_c', 25):g} C")
+             f"pack {first.get('pack', 'fresh')} at {first.get('temp_c', 25):g} C, "
+             f"opening charge {first.get('soc_start_pct', 100):g} %")
     def fmt(cells: list[str]) -> str:
         pairs = enumerate(zip(cells, widths, strict=True))
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
@@ -86,12 +109,16 @@ def table(reports: list[dict[str, Any]]) -> str:
 def verdict(rep: dict[str, Any]) -> list[str]:
     """What must hold after any day with the posguard policy; empty when all holds."""
     bad = []
+    if rep.get("outcome", "time up") != "time up":
+        bad.append(f"the day did not run to the close: {rep['outcome']}")
     if rep.get("lost"):
         bad.append(f"{len(rep['lost'])} sales lost: {rep['lost'][:5]}")
     if rep.get("brownouts_printing"):
         bad.append(f"{rep['brownouts_printing']} brownouts during printing")
     if rep.get("printed_twice"):
         bad.append(f"sales printed twice: {rep['printed_twice'][:5]}")
+    if rep.get("brownouts"):
+        bad.append(f"{rep['brownouts']} brownouts")
     if rep.get("interrupted_paid") != rep.get("interrupted_reprinted_once"):
         bad.append("an interrupted paid sale was not reprinted exactly once as a copy")
     if rep.get("printer_dropped_bytes"):
@@ -127,16 +154,32 @@ def battery_plot(rep: dict[str, Any], path: Path, other: dict[str, Any] | None =
     ax2.set_ylabel("SoC %")
     ax2.set_xlabel("hours into the day")
     colors = {"pack pulled": "red", "connector bounce": "orange", "brownout": "black", "paper out": "purple",
-              "paper loaded": "green"}
+              "paper loaded": "green", "battery warning": "deeppink"}
     for ev in rep.get("events", []):
         c = colors.get(ev[1])
         if c:
             for ax in (ax1, ax2):
-                ax.axvline(ev[0], color=c, lw=0.8, alpha=0.7)
-    handles = [plt.Line2D([0], [0], color=c, lw=1) for c in colors.values()]
+                ax.axvline(ev[0], color=c, lw=0.8 if ev[1] != "battery warning" else 1.6, alpha=0.7)
+    # sales refused for battery: a red tick on the SoC axis each
+    refusals = [ev[0] for ev in rep.get("events", []) if ev[1] == "refused" and "BATTERY" in str(ev[2])]
+    if refusals:
+        ax2.plot(refusals, [2.0] * len(refusals), "|", color="crimson", ms=14, mew=1.5, label="sale refused: battery")
+    # charging: shade the hours the charger was in
+    on = [r[0] for r in s if len(r) > 5 and r[5]]
+    if on:
+        for ax in (ax1, ax2):
+            ax.axvspan(min(on), max(on), color="limegreen", alpha=0.12, lw=0)
+    handles: list[Any] = [plt.Line2D([0], [0], color=c, lw=1) for c in colors.values()]
+    labels = list(colors.keys())
+    if on:
+        handles.append(plt.Rectangle((0, 0), 1, 1, color="limegreen", alpha=0.3))
+        labels.append("on charger")
     ax2.legend(handles=[*ax2.get_legend_handles_labels()[0], *handles],
-               labels=[*ax2.get_legend_handles_labels()[1], *colors.keys()], loc="lower left", fontsize=7, ncol=2)
-    fig.suptitle(f"{rep['board']}: a {rep['hours']:g} h trading day (seed {rep['seed']})")
+               labels=[*ax2.get_legend_handles_labels()[1], *labels], loc="upper left", fontsize=7, ncol=3)
+    ax2.set_ylim(-2, 102)
+    fig.suptitle(f"{rep['board']}: a {rep['hours']:g} h trading day (seed {rep['seed']}, pack "
+                 f"{rep.get('pack', 'fresh')}, {rep.get('temp_c', 25):g} C, "
+                 f"opening at {rep.get('soc_start_pct', 100):g} %)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -37,7 +37,8 @@ def run_cpython(args: dict[str, Any], progress: Callable[[float], None] | None =
 
     sim_day = importlib.import_module("sim_day")  # simulator code (MicroPython subset, untyped)
     day = sim_day.Day(args["profile"], args["fs_dir"], args["firmware_dir"], args["hours"], args["seed"],
-                      args["cuts"], args["aged"], args["temp_c"], args["policy"])
+                      args["cuts"], args["aged"], args["temp_c"], args["policy"], args["soc"], args["pack"],
+                      args["charger"])
     if progress is not None:
         day.on_progress = progress
     rep: dict[str, Any] = day.run(args["cuts"])
@@ -73,14 +74,19 @@ def run_micropython(args: dict[str, Any], progress: Callable[[float], None] | No
 
 def run_day(board: str = "devkit-1s", hours: float = 12.0, seed: int = 1, cuts: int = 3, aged: bool = False,
             temp_c: float = 25.0, policy: str = "posguard", runtime: str = "cpython",
-            progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+            progress: Callable[[float], None] | None = None, soc: float = 1.0, pack: str | None = None,
+            charger: bool = True) -> dict[str, Any]:
+    """One day. `pack`: a preset of the cell family (sim_battery.PACKS) or "CAP,KIN,CONTACT_MOHM"; None is
+    "fresh" (or "aged85" with aged=True). `soc`: the charge at opening (0-1). `charger`: the merchant plugs
+    the charger when the terminal refuses a sale for battery."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}")
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
     with tempfile.TemporaryDirectory(prefix="posguard-day-") as fs:
         args = {"profile": load_profile(board), "fs_dir": fs, "firmware_dir": str(paths.FIRMWARE), "hours": hours,
-                "seed": seed, "cuts": cuts, "aged": aged, "temp_c": temp_c, "policy": policy}
+                "seed": seed, "cuts": cuts, "aged": aged, "temp_c": temp_c, "policy": policy, "soc": soc,
+                "pack": pack, "charger": charger}
         t0 = time.monotonic()
         rep = run_micropython(args, progress) if runtime == "micropython" else run_cpython(args, progress)
         rep["wall_s"] = round(time.monotonic() - t0, 2)
@@ -90,6 +96,16 @@ def run_day(board: str = "devkit-1s", hours: float = 12.0, seed: int = 1, cuts: 
         crash = Path(fs) / "crash.log"
         rep["crash_log"] = crash.read_text().splitlines() if crash.exists() else []
         return rep
+
+
+def check_pack(pack: str) -> tuple[float, float, float]:
+    """(capacity share, kinetics share, contact ohm) of a --pack value; ValueError saying what is wrong."""
+    paths.use_simulated_hardware()
+    import importlib
+
+    sim_battery = importlib.import_module("sim_battery")  # simulator code (MicroPython subset, untyped)
+    knobs: tuple[float, float, float] = sim_battery.pack_knobs(pack)
+    return knobs
 
 
 class ProgressBar:
