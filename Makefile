@@ -8,10 +8,13 @@ POSGUARD := $(VENV)/bin/posguard
 STAMP := $(VENV)/.posguard-deps
 BOARD ?= devkit-1s
 PORT ?=
-# Options for `make sim`, e.g. make sim SIM_ARGS="--hours 8 --aged --temp 0"
+# Options for `make sim`, e.g. make sim SIM_ARGS="--hours 8 --pack aged85 --temp 0"
 SIM_ARGS ?=
 # Options for `make test`, e.g. make test CHECK_ARGS="--fast -- host_tests/test_journal.py"
 CHECK_ARGS ?=
+# Extra options for deploy and vboard, e.g. make deploy PORT=... DEPLOY_ARGS=--frozen (docs/device.md)
+DEPLOY_ARGS ?=
+VBOARD_ARGS ?=
 
 .PHONY: cjk-font help setup test bench sim deploy repl provision vboard clean need-port
 
@@ -21,7 +24,7 @@ help:
 	@echo "make sim         a trading day on a virtual board; report and plots in out/"
 	@echo "make bench       benchmark figures (tables + out/bench.json)"
 	@echo "make setup       only build .venv with the pinned dependencies"
-	@echo "make deploy PORT=/dev/ttyUSB0 [BOARD=devkit-1s]   compile to .mpy and copy what changed"
+	@echo "make deploy PORT=/dev/ttyUSB0 [BOARD=devkit-1s] [DEPLOY_ARGS=--frozen]   copy what changed"
 	@echo "make repl PORT=/dev/ttyUSB0                       the board's REPL through mpremote"
 	@echo "make provision PORT=/dev/ttyUSB0 [BOARD=…]        add the journal partition (reformats the filesystem)"
 	@echo "make vboard [BOARD=…]                             a virtual board mpremote can talk to"
@@ -63,7 +66,7 @@ need-port:
 	@test -n "$(PORT)" || { echo "PORT is not set: make $(MAKECMDGOALS) PORT=/dev/ttyUSB0 (or a vboard pty)"; exit 2; }
 
 deploy: setup need-port
-	$(POSGUARD) deploy --port $(PORT) --board $(BOARD)
+	$(POSGUARD) deploy --port $(PORT) --board $(BOARD) $(DEPLOY_ARGS)
 
 repl: setup need-port
 	$(VENV)/bin/mpremote connect $(PORT) repl
@@ -72,7 +75,7 @@ provision: setup need-port
 	$(POSGUARD) provision --port $(PORT) --board $(BOARD)
 
 vboard: setup
-	$(POSGUARD) vboard --board $(BOARD)
+	$(POSGUARD) vboard --board $(BOARD) $(VBOARD_ARGS)
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,6 +2,14 @@
 # the battery can carry a boot at all before anything heavy starts.
 import gc
 
+import micropython
+
+try:  # a locked terminal (docs/device.md, Production mode): Ctrl-C capture off before anything runs
+    open("production").close()
+    micropython.kbd_intr(-1)
+except OSError:
+    pass
+del micropython
 gc.collect()
 try:
     from posguard import bootcheck, profile

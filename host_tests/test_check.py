@@ -43,3 +43,19 @@ def test_tables_render_terminal_and_markdown() -> None:
     assert "| short" in md and md.count("\n|") == 4
     term = tables.render("Journal", ["figure", "measured", "target"], rows)
     assert "Journal" in term and "3.0 ms" in term
+
+
+def test_every_board_option_has_one_default_shown_in_help() -> None:
+    from posguard_tools import cli, paths
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert isinstance(sub.choices, dict)
+    seen = []
+    for name, p in sub.choices.items():
+        for a in p._actions:
+            if "--board" in a.option_strings and a.default is not None:
+                seen.append(name)
+                assert a.default == paths.DEFAULT_BOARD, name
+                assert paths.DEFAULT_BOARD in p.format_help(), name
+    assert {"sim", "receipt", "replay", "deploy", "provision"} <= set(seen)

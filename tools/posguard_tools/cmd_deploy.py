@@ -13,7 +13,7 @@ HELP = "compile the firmware (.mpy), copy what changed to a board with mpremote,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", required=True, help="the board's serial port (e.g. /dev/ttyUSB0, or a vboard pty)")
-    parser.add_argument("--board", default="devkit-1s", help="board profile in boards/ (default: devkit-1s)")
+    parser.add_argument("--board", default=paths.DEFAULT_BOARD, help="board profile in boards/ (default: %(default)s)")
     parser.add_argument(
         "--march",
         default=deploy.DEFAULT_MARCH,

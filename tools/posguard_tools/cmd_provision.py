@@ -20,7 +20,8 @@ _ESPTOOL_TIMEOUT_S = 180
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", default=None, help="the board's serial port (esptool talks to the ROM bootloader)")
-    parser.add_argument("--board", default="devkit-1s", help="board profile in boards/ (journal label and size)")
+    parser.add_argument("--board", default=paths.DEFAULT_BOARD,
+                        help="board profile in boards/: journal label and size (default: %(default)s)")
     parser.add_argument("--flash-size", default="4MB", choices=sorted(pt.FLASH_SIZES), help="module flash size")
     parser.add_argument(
         "--current",

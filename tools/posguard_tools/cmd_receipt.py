@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from posguard_tools import paths
+
 HELP = "encode a sale (JSON) as ESC/POS with the firmware's code and render what the printer prints"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--board", default="pos-2s", help="board profile name (boards/NAME.json)")
+    parser.add_argument("--board", default=paths.DEFAULT_BOARD,
+                        help="board profile name (boards/NAME.json; default: %(default)s)")
     parser.add_argument("--sale", required=True, type=Path, help="sale JSON (format: docs/printer.md)")
     parser.add_argument(
         "--copy", default="original", choices=["original", "duplicate", "void", "reversal"], help="which copy"

@@ -192,7 +192,8 @@ def replay(profile: dict[str, Any], rows: Iterable[list[str]], cols: list[str], 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--board", required=True, help="board profile name (boards/NAME.json) or a path")
+    parser.add_argument("--board", default=paths.DEFAULT_BOARD,
+                        help="board profile name (boards/NAME.json) or a path (default: %(default)s)")
     parser.add_argument("--trace", required=True, type=str,
                         help="a reference trace name (fresh_25c, aged85_5c, ...) or a CSV (.csv or .csv.gz) "
                         "with t_s, v_cell[, printing, i_a, temp_c]")

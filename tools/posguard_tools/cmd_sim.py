@@ -17,7 +17,8 @@ PACKS = ("fresh", "aged90", "aged85", "worn70")  # host_tests/simhw/sim_battery.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--board", default="devkit-1s", help="board profile (boards/NAME.json)")
+    parser.add_argument("--board", default=paths.DEFAULT_BOARD,
+                        help="board profile (boards/NAME.json; default: %(default)s)")
     parser.add_argument("--hours", type=float, default=12.0, help="length of the trading day (default 12)")
     parser.add_argument("--seed", type=int, default=1, help="seed for customers, payments and cuts")
     parser.add_argument("--cuts", type=int, default=3, help="random power cuts (pack pulled, bounce)")

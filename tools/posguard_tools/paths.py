@@ -13,6 +13,8 @@ SIMHW = ROOT / "host_tests" / "simhw"
 MPY_TESTS = ROOT / "host_tests" / "mpy"
 BOARDS = ROOT / "boards"
 OUT = ROOT / "out"
+# The one board every command assumes when --board is not given (shown in each --help).
+DEFAULT_BOARD = "devkit-1s"
 HEAPSIZE = "110k"  # an ESP32 without PSRAM has about 110 KB of free heap (micropython-runtime.md)
 # The unix port's heap also holds the simulated hardware and the firmware's code (frozen into flash on a
 # production board), which a board's heap does not: the VM gets this much, and
