@@ -194,7 +194,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr.section("posguard: results by runtime")
     for runtime, (p, f) in _runtime_counts.items():
         label = "CPython + simulated hardware" if runtime == "cpython" else (
-            "MicroPython unix port (ESP32 split heap, 112000 B)"
+            "MicroPython unix port (ESP32 heap model)"
         )
         tr.write_line(f"{label:48s} {p:4d} passed, {f:d} failed")
     if _mpy_heap:

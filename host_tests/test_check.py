@@ -59,3 +59,9 @@ def test_every_board_option_has_one_default_shown_in_help() -> None:
                 assert a.default == paths.DEFAULT_BOARD, name
                 assert paths.DEFAULT_BOARD in p.format_help(), name
     assert {"sim", "receipt", "replay", "deploy", "provision"} <= set(seen)
+
+
+def test_markdown_rows_never_wrap() -> None:
+    md = tables.render("T", ["figure", "measured"], [["x" * 150, "y" * 150]], markdown=True)
+    rows = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert len(rows) == 3 and "x" * 150 in rows[2] and "y" * 150 in rows[2]

@@ -21,6 +21,7 @@ def render(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], mar
         cells = [("" if c is None else str(c)) for c in list(r)[: len(header)]]
         t.add_row(*(cells + [""] * (len(header) - len(cells))))
     buf = io.StringIO()
-    Console(file=buf, width=width, highlight=False, color_system=None).print(t)
+    # Markdown rows must never wrap (a wrapped cell becomes a bogus row): give them all the width they need.
+    Console(file=buf, width=10000 if markdown else width, highlight=False, color_system=None).print(t)
     text = "\n".join(ln.rstrip() for ln in buf.getvalue().splitlines()).strip("\n")
     return f"**{title}**\n\n{text}" if markdown else text
