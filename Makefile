@@ -16,7 +16,7 @@ CHECK_ARGS ?=
 DEPLOY_ARGS ?=
 VBOARD_ARGS ?=
 
-.PHONY: cjk-font help setup test bench sim deploy repl provision vboard clean need-port
+.PHONY: browser cjk-font help setup test bench sim deploy repl provision vboard clean need-port
 
 help:
 	@echo "make test        everything CI checks (ruff, mypy, MicroPython gate, pytest on CPython + unix port)"
@@ -29,7 +29,7 @@ help:
 	@echo "make provision PORT=/dev/ttyUSB0 [BOARD=…]        add the journal partition (reformats the filesystem)"
 	@echo "make vboard [BOARD=…]                             a virtual board mpremote can talk to"
 
-setup: $(STAMP) cjk-font
+setup: $(STAMP) cjk-font browser
 
 # Receipt PNGs draw Chinese with a system CJK font. Installed where this machine lets us (root with
 # apt-get); otherwise the renderer says clearly that Chinese comes out as boxes. Never fails the build.
@@ -45,11 +45,25 @@ cjk-font:
 	  else echo "note: no CJK font (needs root and apt-get: fonts-wqy-zenhei); receipt PNGs draw Chinese as boxes"; fi; \
 	fi
 
+# The fleet page test (host_tests/test_fleet.py) opens out/fleet.html in a real headless browser: Debian's
+# chromium where this machine lets us (root with apt-get); otherwise that one test skips and says why.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; } \
+	    && echo "installed a headless browser (Debian chromium) for the fleet page test" \
+	    || echo "note: could not install chromium: the fleet page test will skip"; \
+	  else echo "note: no chromium (needs root and apt-get): the fleet page test will skip"; fi; \
+	fi
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "posguard needs Python 3.11 or newer")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m posguard_tools.mpylib >/dev/null  # micropython-lib's umqtt.simple for the unix-port tests
 	@touch $@
 
 test: setup

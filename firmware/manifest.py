@@ -16,6 +16,9 @@
 # The port's own frozen modules (asyncio, _boot.py with the filesystem mount, inisetup, ...).
 include("$(PORT_DIR)/boards/manifest.py")
 
+# Telemetry's MQTT client (posguard/mqtt_link.py), from micropython-lib: a dependency, not a copy.
+require("umqtt.simple")
+
 # firmware/posguard/**.py as the package `posguard`, compiled with -O2 like `posguard deploy` does.
 # Data files (firmware/data/*.bin) are not Python and cannot be frozen this way: they stay on the
 # filesystem in /data, beside the package, never inside a posguard/ folder (posguard/gb.py data_path).

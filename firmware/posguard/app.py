@@ -68,6 +68,7 @@ class Terminal:
         self.jobs = None
         self.cmds = None
         self.link = None
+        self.telemetry = None  # posguard.telemetry, when the profile has a network section
         self.started_ms = time.ticks_ms()
         self.last_host_ms = time.ticks_add(self.started_ms, -_MONITOR_BUSY_MS)
 
@@ -111,6 +112,8 @@ class Terminal:
         uart = hw.uart(h["uart_id"], h["baud"], tx=h["tx"], rx=h["rx"], txbuf=512, rxbuf=h["line_max"] + 64)
         self.link = HostLink(uart, h["line_max"])
         self.cmds = commands.Commands(self.book, self.jobs, self.mon, rtc_text, self._extra_status)
+        if prof.get("network") is not None:
+            self.telemetry = self._part("telemetry", self._build_telemetry)
         if self.mon is not None:
             self.mon.add_shutdown_hook(self._on_shutdown)
             pf = hw.pin_in(pins["power_fail"], pinrules.pull_for(prof, "power_fail"))
@@ -148,6 +151,19 @@ class Terminal:
         self.recovery = book.recover()
         return book
 
+    def _build_telemetry(self):
+        from posguard import netconfig, telemetry
+
+        t = telemetry.start(netconfig.check(self.prof["network"]), self.cmds.status, self.book, self._trading)
+        t.boot_events(self.recovery)
+        return t
+
+    def _trading(self):
+        """A sale in progress: the cashier app spoke within the last seconds, or a receipt prints."""
+        from posguard.telemetry import QUIET_MS
+
+        return self.jobs.active is not None or time.ticks_diff(time.ticks_ms(), self.last_host_ms) < QUIET_MS
+
     def _extra_status(self):
         st = {
             "uptime_s": time.ticks_diff(time.ticks_ms(), self.started_ms) // 1000,
@@ -161,6 +177,8 @@ class Terminal:
         held = self.jobs.held if self.jobs is not None else ()
         if held:
             st["held_receipts"] = list(held)
+        if self.telemetry is not None:
+            st["telemetry"] = self.telemetry.counters()
         return st
 
     def _on_shutdown(self, reason):
@@ -306,6 +324,8 @@ class Terminal:
         asyncio.create_task(self.guard("host", self.host_loop))
         if self.book is not None:
             asyncio.create_task(self.guard("journal", self.maintenance_loop))
+        if self.telemetry is not None:
+            asyncio.create_task(self.guard("telemetry", self.telemetry.run))
         service = self.service_button()
         while True:
             wdt.feed()

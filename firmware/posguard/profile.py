@@ -263,7 +263,16 @@ def _check_ranges(data):
 def validate(data):
     """Check a decoded profile; returns it, or raises ProfileError naming the offending key (and the
     allowed range or set)."""
-    _check_section("", _SCHEMA, data)
+    # The one optional section: telemetry (posguard/netconfig.py checks it; messages never show a credential).
+    net = data.get("network")
+    _check_section("", _SCHEMA, data if "network" not in data else {k: v for k, v in data.items() if k != "network"})
+    if net is not None:
+        from posguard import netconfig
+
+        try:
+            netconfig.check(net)
+        except ValueError as e:
+            raise ProfileError(str(e))
     if data["mcu"] not in _MCUS:
         raise ProfileError("profile key 'mcu' must be one of %s, got %s" % (", ".join(_MCUS), _shown(data["mcu"])))
     if data["battery"]["chemistry"] not in _CHEMISTRIES:

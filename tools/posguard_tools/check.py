@@ -26,7 +26,7 @@ from rich.table import Table
 
 from posguard_tools import mpgate, paths
 
-MYPY_TARGETS = ["tools/posguard_tools", "host_tests"]
+MYPY_TARGETS = ["tools/posguard_tools", "tools/posguard_client", "host_tests"]
 STAGES = ("ruff", "mypy", "gate", "pytest")
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
 

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", choices=simday.RUNTIMES, default="cpython",
                         help="micropython: run the firmware (and the world) inside the unix port")
     parser.add_argument("--out", default=str(paths.OUT), help="output folder (default out/)")
+    parser.add_argument("--fleet", type=int, default=0, metavar="N",
+                        help="N terminals (fresh, aged, worn, cold packs) against one MQTT broker (docs/fleet.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cuts < 0 or args.cuts > 100:
         print("--cuts must be between 0 and 100", file=sys.stderr)
         return 2
+    if args.fleet:
+        from posguard_tools import cmd_fleetsim
+
+        return cmd_fleetsim.run_from_sim(args)
     if not -20.0 <= args.temp <= 50.0:
         print("--temp must be between -20 and 50 C (the cell family is fitted on -10..37 C)", file=sys.stderr)
         return 2

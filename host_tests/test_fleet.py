@@ -1,0 +1,158 @@
+"""The fleet view: urgency order from terminals' telemetry, and `posguard fleet --html` against a real
+broker, the page opened in a real headless browser (Debian's chromium) and its table read back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from posguard_tools.broker import Broker
+from posguard_tools.fleet import Fleet
+from posguard_tools.mqtt_wire import Client, Message
+
+
+def health(soc: float, up_s: int, replace: bool = False, reversals: int = 0, owed: int = 0) -> bytes:
+    return json.dumps({"v": "0.1.0", "up_s": up_s, "owed": owed, "reversals": reversals, "printer": None,
+                       "battery": {"soc_pct": soc, "state": "OK", "replace": replace, "receipts_left": int(soc * 4)}
+                       }).encode()
+
+
+def msg(topic: str, payload: bytes, at: float = 0.0) -> Message:
+    return Message(topic, payload, 0, True, at)
+
+
+# (terminal, SoC now, SoC an hour ago, replace, reversals, owed, online)
+TERMINALS = [
+    ("t-ok", 80.0, 82.0, False, 0, 0, True),
+    ("t-owed", 70.0, 72.0, False, 0, 2, True),
+    ("t-reversal", 75.0, 77.0, False, 1, 0, True),
+    ("t-worn", 60.0, 62.0, True, 0, 0, True),
+    ("t-dying", 30.0, 45.0, False, 0, 0, True),  # 15 %/h: two hours left, closing in four
+    ("t-off", 90.0, 91.0, False, 0, 0, False),
+]
+ORDER = ["t-off", "t-dying", "t-worn", "t-reversal", "t-owed", "t-ok"]
+
+
+def feed_all(fleet: Fleet) -> None:
+    for name, now, before, replace, rev, owed, online in TERMINALS:
+        fleet.feed(msg(f"posguard/{name}/health", health(before, 1000, replace, rev, owed)))
+        fleet.feed(msg(f"posguard/{name}/health", health(now, 1000 + 3600, replace, rev, owed)))
+        fleet.feed(msg(f"posguard/{name}/online", b"1" if online else b"0"))
+
+
+def test_rows_sorted_by_urgency() -> None:
+    fleet = Fleet(close_in_h=4.0)
+    feed_all(fleet)
+    rows = fleet.rows()
+    assert [r.name for r in rows] == ORDER
+    dying = rows[1]
+    assert dying.dies_before_close and dying.hours_left is not None and abs(dying.hours_left - 2.0) < 0.01
+    assert "dies in 2.0 h" in dying.status
+    assert fleet.terminals["t-dying"].flagged_at == {"dies before close": 4600}
+    # Closing in one hour: nobody dies before it.
+    early = Fleet(close_in_h=1.0)
+    feed_all(early)
+    assert not any(r.dies_before_close for r in early.rows())
+    # No health for three intervals counts as offline.
+    stale = Fleet(close_in_h=1.0, interval_s=60)
+    stale.feed(msg("posguard/t-quiet/health", health(50, 10), at=100.0))
+    assert stale.rows(now=100.0 + 170)[0].offline is False
+    assert stale.rows(now=100.0 + 190)[0].offline is True
+
+
+class _Table(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._in_td = False
+        self._in_fleet = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table" and ("id", "fleet") in attrs:
+            self._in_fleet = True
+        elif self._in_fleet and tag == "tr":
+            self.rows.append([])
+        elif self._in_fleet and tag == "td":
+            self._in_td = True
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._in_td = False
+        elif tag == "table":
+            self._in_fleet = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_td:
+            self.rows[-1][-1] += data
+
+
+def browser() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def test_fleet_page_in_a_headless_browser(tmp_path: Path) -> None:
+    exe = browser()
+    if exe is None:
+        pytest.skip("no headless browser: `apt-get install chromium` (make setup does it as root with apt-get)")
+    page = tmp_path / "fleet.html"
+    with Broker(tmp_path / "broker") as broker:
+        pub = Client("127.0.0.1", broker.port, "terminals")
+        for name, _now, before, replace, rev, owed, _online in TERMINALS:
+            pub.publish(f"posguard/{name}/health", health(before, 1000, replace, rev, owed), retain=True)
+        time.sleep(0.2)
+        view = subprocess.Popen(
+            [sys.executable, "-m", "posguard_tools.cli", "fleet", "--broker", broker.url, "--close-in", "4",
+             "--for", "3", "--html", str(page)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        assert view.stdout is not None
+        first = view.stdout.readline()
+        assert first.startswith("listening on"), first
+        time.sleep(0.5)  # the view has the retained health; now the hour's later readings arrive live
+        for name, now, _before, replace, rev, owed, online in TERMINALS:
+            pub.publish(f"posguard/{name}/health", health(now, 1000 + 3600, replace, rev, owed), retain=True)
+            if not online:
+                pub.publish(f"posguard/{name}/online", b"0", retain=True)
+        time.sleep(0.5)  # a broker may drop what a client sent just before it disconnects
+        pub.close()
+        out = first + view.communicate(timeout=30)[0]
+    assert view.returncode == 0, out
+    assert "t-dying" in out and "posguard fleet" in out
+    dom = subprocess.run(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert dom.returncode == 0 and "<table" in dom.stdout, dom.stderr[-2000:]
+    t = _Table()
+    t.feed(dom.stdout)
+    rows = [r for r in t.rows if r]
+    assert [r[0] for r in rows] == ORDER, rows
+    by_name = {r[0]: r for r in rows}
+    assert by_name["t-dying"][4] == "2.0" and "before closing" in by_name["t-dying"][1]
+    assert by_name["t-worn"][5] == "yes" and by_name["t-off"][1].startswith("offline")
+    assert dom.stdout.count('aria-label="battery chart"') == len(TERMINALS)
+
+
+def test_sim_fleet_quick() -> None:
+    """`posguard sim --fleet` end to end, small: every terminal trades, reports through the broker and
+    gets a row; nothing lost. (The full 20 x 12 h run is `posguard bench --only fleet`.)"""
+    from posguard_tools import fleet_sim
+
+    rep = fleet_sim.run_fleet(2, 0.25, workers=2)
+    ts = {t["terminal"]: t for t in rep["terminals"]}
+    assert set(ts) == {"t01", "t02"} and [ts["t01"]["preset"], ts["t02"]["preset"]] == ["fresh", "aged"]
+    assert all(t["completed"] > 0 and t["lost"] == 0 and t["brownouts_printing"] == 0 for t in ts.values())
+    assert all(t["status_at_close"] != "never reported" for t in ts.values())
+    assert rep["messages"] >= 2 * (0.25 * 3600 // 300)  # at least every terminal's periodic health

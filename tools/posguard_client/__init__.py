@@ -1,0 +1,26 @@
+"""posguard_client: drive a posguard terminal from a cashier app (docs/integration.md).
+
+from posguard_client import Terminal, errors
+with Terminal("/dev/ttyUSB0") as pos:
+    pos.open_sale(1042, [("Latte", 1800, 2)], "2026-11-24 12:05")
+    pos.pay(1042, "card")
+    pos.approve(1042, "A1B2C3", last4="4242")
+"""
+
+from posguard_client import errors
+from posguard_client.errors import LinkTimeout, ProtocolError, Refused, TerminalError
+from posguard_client.terminal import ExportPage, Item, Link, Sale, Terminal, open_digest
+
+__all__ = [
+    "ExportPage",
+    "Item",
+    "Link",
+    "LinkTimeout",
+    "ProtocolError",
+    "Refused",
+    "Sale",
+    "Terminal",
+    "TerminalError",
+    "errors",
+    "open_digest",
+]
