@@ -58,6 +58,7 @@ SIM_MODULES = (
     "sim_printer",
     "sim_host",
     "sim_rng",
+    "sim_journal_cuts",  # the power-cut harness: test code, never on a board, so outside the firmware's heap
     "machine",
     "esp32",
     "asyncio",

@@ -7,14 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from posguard_tools import fleet_sim
+from posguard_tools import fleet_sim, paths
 
 HELP = "N simulated terminals against one MQTT broker, watched by the fleet view (same as: sim --fleet N)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fleet", type=int, default=20, metavar="N", help="number of terminals (1-64)")
-    parser.add_argument("--board", default="devkit-1s")
+    parser.add_argument("--board", default=paths.DEFAULT_BOARD, help="board profile (default: %(default)s)")
     parser.add_argument("--hours", type=float, default=12.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="out")
