@@ -109,3 +109,10 @@ def test_random_time_cuts_land_even_after_another_world(world: Any) -> None:
     sim_clock.reset(0)
     r = C.brownouts(20)
     assert r["cuts"] > 0
+
+
+def test_cut_chains_that_once_resurrected_a_record(world: Any) -> None:
+    # make bench found these chains (seed 1, the first 28 operations of the longer session): a
+    # reversal the host saw acknowledged came back as owed after a recovery
+    r = C.chains(depth=8, sectors=6, script=C.session(extra=10), seed=1, limit=28)
+    assert r["chains"] == 28

@@ -127,6 +127,11 @@ class Journal:
             raise R.JournalError("flash_fault", "page program at page %d failed: %s" % (pg, e))
 
     # -- mount ------------------------------------------------------------------------------------
+    def _torn_seq(self, best):
+        """max(best, the sequence in rbuf's header when only the header of the page still checks)."""
+        hh = R.decode_header(self.rbuf)
+        return hh[3] if hh is not None and hh[3] > best else best
+
     def _first_valid(self, s, p0):
         """(seq, gen, last non-blank page) of sector s from page p0 on; seq -1 if no valid record.
         Bounded: the sector's pages. Only for sectors whose first record page is damaged."""
@@ -171,6 +176,7 @@ class Journal:
         hdr_gen = 0
         ours = 0
         blank = 0
+        torn_seq = 0  # highest sequence in the intact header of a torn first record page
         for s in range(nsec):  # bounded: one pass over the sectors
             pg0 = s * PAGES
             self._read(pg0)
@@ -200,9 +206,13 @@ class Journal:
             b1 = h1 is None and R.is_blank(self.rbuf)
             if h1 is not None:
                 h1 = (h1[0], h1[3], h1[6])  # rbuf is read again below
+            elif not b1:
+                torn_seq = self._torn_seq(torn_seq)
             self._read(pg0 + 2)
             h2 = self._decode(pg0 + 2)
             b2 = h2 is None and R.is_blank(self.rbuf)
+            if h2 is None and not b2:
+                torn_seq = self._torn_seq(torn_seq)
             seq = -1
             gen = 0
             last = 0 if b1 else 1
@@ -316,6 +326,11 @@ class Journal:
                     continue
                 replay(pg, h, self.payload(h)[_CK_HEAD:] if h[0] == R.T_CHECKPOINT else self.payload(h))
         self.active = order[-1]
+        # A torn page outside the replayed sectors (the first page of a spare a commit had just
+        # taken) may hold a sequence number in its intact header: never hand that number out again,
+        # or the next record there would be skipped as not newer.
+        if torn_seq > self.seq:
+            self.seq = torn_seq
         # The page after the last written one may hold a program a cut left blank: the first program
         # of this boot skips it (a boot that programs nothing wastes nothing).
         self.next_page = min(PAGES, last_nb + 1)
