@@ -17,9 +17,9 @@ from posguard_tools import paths
 
 RUNTIMES = ("cpython", "micropython")
 POLICIES = ("posguard", "naive")
-# The unix port's heap holds the simulator too; sim_heap pins the firmware's share at 110 KB.
+# The unix port's heap holds the simulator too; sim_heap pins the firmware's share (the ESP32 heap model).
 # Re-pinning at every reboot needs a fresh contiguous block, hence the room.
-MPY_VM_HEAP = "1500k"
+MPY_VM_HEAP = "4m"
 MPY_TIMEOUT_S = 3600
 
 
