@@ -126,7 +126,7 @@ def test_shipped_profiles_deploy_as_documented(package: dict[str, bytes]) -> Non
 
 def test_check_refuses_what_cannot_run(package: dict[str, bytes]) -> None:
     esp32 = sum(deploy_heapcheck.port_heap("esp32"))
-    s3 = sum(deploy_heapcheck.port_heap("esp32s3"))
+    s3 = sum(deploy_heapcheck.port_heap("esp32s3+psram"))  # pos-2s's module
     msg = deploy_heapcheck.check("/dev/ttyUSB0", esp32, package, frozen=False)
     assert msg is not None and "does not fit" in msg and "--frozen" in msg and "Nothing was copied" in msg
     assert deploy_heapcheck.check("/dev/ttyUSB0", s3, package, frozen=False) is None
@@ -136,7 +136,7 @@ def test_check_refuses_what_cannot_run(package: dict[str, bytes]) -> None:
     assert deploy_heapcheck.check("/dev/ttyUSB0", None, package, frozen=False) is None  # no figure: no verdict
 
 
-@pytest.mark.parametrize("chip", ["esp32", "esp32s3"])
+@pytest.mark.parametrize("chip", ["esp32", "esp32s3+psram"])
 def test_probe_reads_the_virtual_boards_heap(tmp_path: Path, chip: str, package: dict[str, bytes]) -> None:
     vb: Vboard = start_vboard(tmp_path, with_board=False, chip=chip)
     try:
@@ -146,4 +146,4 @@ def test_probe_reads_the_virtual_boards_heap(tmp_path: Path, chip: str, package:
     free = deploy_heapcheck.free_heap_from_probe(out)
     assert free is not None and abs(free - sum(deploy_heapcheck.port_heap(chip))) < 8 * 1024, out
     verdict = deploy_heapcheck.check(vb.port, free, package, frozen=False)
-    assert (verdict is None) == (chip == "esp32s3"), verdict
+    assert (verdict is None) == (chip == "esp32s3+psram"), verdict

@@ -42,9 +42,10 @@ def test_brownout_storm_quick(world: Any) -> None:
 
 
 def test_the_session_compacts_in_the_middle(world: Any, monkeypatch: Any) -> None:
-    # Spy on the compaction module the harness really calls: a simulated reboot in an earlier test
-    # drops posguard.* from sys.modules, so `from posguard import compaction` here could be a newer copy.
-    compaction_globals = C.S.compact_tail.__globals__
+    # Spy on the compaction module the harness really calls: sales imports it on demand from
+    # sys.modules at each maintenance step (a simulated reboot in an earlier test may have dropped
+    # posguard.* from sys.modules, so take the module that is current now, not a stale reference).
+    compaction_globals = vars(importlib.import_module("posguard.compaction"))
     carried: list[tuple[int, int]] = []
     orig = compaction_globals["_carry"]
 
