@@ -113,12 +113,13 @@ def test_void_after_payment_request_owes_a_reversal_and_prints_a_void_slip(tmp_p
 
 def test_power_cut_while_printing_reprints_once_as_a_marked_copy(tmp_path: Path) -> None:
     c = Counter(tmp_path)
-    sale_script(c, 31, 5)
+    # after the 20 s rest every boot takes before it prints (powermon.resting)
+    sale_script(c, 31, 25)
     # cut the power while the receipt is on the printer (it starts within ~1 s of the approval)
     day = c.day
-    day.clock.call_at_us(int(10.5e6), lambda: day._pull())
-    after = c.at(80, {"op": "sale", "id": 31})
-    c.run(150)
+    day.clock.call_at_us(int(30.5e6), lambda: day._pull())
+    after = c.at(140, {"op": "sale", "id": 31})
+    c.run(200)
     assert c.replies[after]["state"] == "CLOSED"
     full = [r for r in c.receipts if r[2]]
     assert full == [(31, "duplicate", True)], c.receipts

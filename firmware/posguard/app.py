@@ -105,8 +105,17 @@ class Terminal:
         if self.book is not None:
             self.jobs.before_job = self.between_jobs
         if self.recovery is not None:
+            cut = False
             for sid in self.recovery.get("reprint", ()):
                 self.jobs.add(printjobs.DUPLICATE, sid)  # "reprinted after power loss", top and bottom
+                try:
+                    cut = cut or self.book.state(sid) == "PRINTING"
+                except Exception:  # noqa: BLE001  (a damaged record: the copy is queued all the same)
+                    pass
+            if cut and self.mon is not None:
+                # A receipt was on the printer when the board reset: perhaps a brownout (the ESP32 reports it
+                # as a power-on reset), so the battery prediction must not simply try the same again.
+                self.mon.cut = True
         h = prof["host"]
         # rxbuf holds one whole request: the app sends the next line only after the reply.
         uart = hw.uart(h["uart_id"], h["baud"], tx=h["tx"], rx=h["rx"], txbuf=512, rxbuf=h["line_max"] + 64)

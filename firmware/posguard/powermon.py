@@ -26,6 +26,27 @@ _SWAP_R_RATIO = 1.6  # edges this far off the known resistance, after a voltage 
 _SWAP_EDGES = const(3)
 _TEMP_EVERY = const(10)  # temperature changes slowly: read it every 10th update
 _MAX_HOOKS = const(8)
+# Without a current sensor the printer's current at the instant of a reading is unknown: a thermal printer
+# draws its strobe current in bursts (dense rows), and idles while the next line arrives over the UART, so
+# a reading one second into a receipt often sees a fraction of the modelled current. dV / dI(model) is then
+# a lower bound on R (issue 11 follow-up: a worn pack's 140 mOhm read as 25 mOhm). The receipt prediction
+# therefore never uses less than the resistance of the most worn pack the product still accepts
+# (health.EOL_RESISTANCE x nominal: "replace battery" above it); edges can raise it, never lower it.
+_R_UNSENSED = 2.0  # health._EOL_RESISTANCE: R25 at 2x nominal raises "replace battery"
+# After any reset (a brownout reads as a power-on reset on the ESP32, docs/reference/storage.md) the pack may
+# have just been pulled under cutoff: nothing is printed before it has rested this long at idle current
+# [EST]: the ohmic and charge-transfer recovery takes seconds; the slow relaxation still left then reads as
+# less charge (a lower OCV), which only makes the prediction more careful.
+_BOOT_REST_S = 20.0
+_SAG_DOWN = 0.2  # a receipt whose deepest sample sagged less (sparser rows) lowers the sag R only this much
+# The sag R outlives a reset (a brownout would otherwise bring back the boot bound, and with it the loop):
+# sag.json keeps its high-water mark, rewritten only when it rose by 15 %: a handful of writes per pack.
+SAG_FILE = "sag.json"
+# A receipt cut by the last reset (the journal says so; a brownout and a pulled pack look the same) raises
+# the sag R by this much: a prediction that let a receipt brown out cannot let the same one try again and
+# again (the rise is unlearned by the next receipts' sag if it was only a pulled pack).
+_CUT_RAISE = 1.25
+_SAG_SAVE_UP = 1.15
 
 
 class PowerMonitor:
@@ -97,6 +118,22 @@ class PowerMonitor:
         self.rx_len_s = 0.0  # learned from measured receipts (0: not yet, the load model's)
         self.rx_extra_a = 0.0
         self.rx_peak_extra_a = 0.0
+        self.boot_rest_s = 0.0  # idle time since this boot (or pack change): printing waits for _BOOT_REST_S
+        # Without a current sensor: R from the deepest sag sampled during receipts (sample_sag), divided by
+        # the strobe peak the load model predicts at that voltage (>= the real current: R is not overstated
+        # by the current, and the prediction multiplies it by the same peak). 0: none measured this boot.
+        self.r_sag = 0.0
+        self._sag_v0 = 0.0
+        self._sag_min = 99.0
+        self._sag_path = battery._join(store_dir, SAG_FILE)
+        self._sag_saved = 0.0
+        self.cut = False  # app: the journal found a receipt cut by the last reset (see _after_cut)
+        d = battery.read_json(self._sag_path)
+        r = d.get("r_sag_mohm", 0) if isinstance(d, dict) and current_fn is None else 0
+        r = r / 1000.0 if isinstance(r, (int, float)) else 0.0
+        if 0.2 * self.health.r_nominal <= r <= 10.0 * self.health.r_nominal:
+            self.r_sag = r
+            self._sag_saved = r
 
     def _err_var0(self):
         """The prediction's error variance before any receipt confirmed it (per cell): a spread of 2/3 of
@@ -178,10 +215,12 @@ class PowerMonitor:
         return ld.mean_a(dots, self.pack_v), ld.peak_a(dots, self.pack_v), t
 
     def _rx_begin(self):
+        self._sag_v0 = self._v_cell  # the idle reading printjobs takes just before the receipt starts
+        self._sag_min = 99.0
         self._rx = None
         if self.est.soc >= 0.0 and self._last_ms is not None and self.health.r_now_events >= 2:
             # checked only once the resistance comes from this pack's own edges, not the prior
-            self._rx = (self._ocv_f, self.est.v_rc, self._r0(), self.est.soc)
+            self._rx = (self._ocv_f, self.est.v_rc, self._r_pred(), self.est.soc)
         self._rx_vmin = 99.0
         self._rx_asum = 0.0
         self._rx_apeak = 0.0
@@ -197,9 +236,55 @@ class PowerMonitor:
             self._rx_apeak = amps
         self._rx_s += dt
 
+    def sample_sag(self):
+        """One quick reading while a receipt prints (printjobs calls it every few tens of ms): the deepest
+        one is the sag under the densest rows' strobes, which the 1 s updates fall between."""
+        if not self.printing:
+            return
+        try:
+            v = self.sense.read_mv() / 1000.0 / self.cells
+        except battery.SenseFault:
+            return
+        if v < self._sag_min:
+            self._sag_min = v
+
+    def _after_cut(self):
+        """The journal found a receipt cut by the last reset (a brownout, or a pulled pack: the same to the
+        firmware): the sag R (or the boot bound, if none is known) rises by _CUT_RAISE and is saved, so each
+        further cut at the same point raises it again until the prediction refuses: a few resets, not a loop."""
+        self.cut = False
+        self.r_sag = (self.r_sag if self.r_sag > 0.0 else self._r_pred()) * _CUT_RAISE
+        self._save_sag(True)
+
+    def _learn_sag(self):
+        v0 = self._sag_v0
+        vmin = self._sag_min
+        if v0 <= 0.0 or vmin > 90.0 or vmin >= v0:
+            return
+        extra = self.load.print_extra_a(self._dots(), vmin * self.cells)
+        if extra <= 0.0:
+            return
+        r = (v0 - vmin) / extra
+        if r > self.r_sag:
+            self.r_sag = r
+        else:
+            self.r_sag += _SAG_DOWN * (r - self.r_sag)
+        self._save_sag(False)
+
+    def _save_sag(self, force):
+        # not at CRITICAL and below unless forced (an erase at the limit could brown out)
+        if force or (self.r_sag > self._sag_saved * _SAG_SAVE_UP and self.policy.state <= LOW):
+            try:
+                battery.write_json_atomic(self._sag_path, {"r_sag_mohm": self.r_sag * 1000.0})
+                self._sag_saved = self.r_sag
+            except OSError:
+                pass
+
     def _rx_end(self):
         """A receipt finished: learn its current and length (when measured) and how far its minimum
         was from what the model predicts from its start state; that error sizes the margin."""
+        if not self.measured():
+            self._learn_sag()
         if self._rx_n == 0:
             return
         mean_a = self._rx_asum / self._rx_n
@@ -280,6 +365,9 @@ class PowerMonitor:
         self._track_voltages(v_cell, dt, first)
         if self.printing:
             self._rx_track(v_cell, amps, dt)
+        elif self.boot_rest_s < _BOOT_REST_S:
+            # after boot: idle time in a row (a load restarts it), once; a receipt is allowed only after it
+            self.boot_rest_s = self.boot_rest_s + dt if amps < _INIT_MAX_A and self._edge_i is None else 0.0
         self.health.count(prev_a, dt_ms)
         self._track_rest(dt, amps, prev_a)
         self.health.watch_charger(self.charger_on(), self._v_idle, self.soc_pct, dt)
@@ -291,6 +379,9 @@ class PowerMonitor:
             self._warn()
             return self.policy.state
         self.soc_known = True
+        if self.cut and not self.resting and not self.measured():
+            self._after_cut()
+        r0 = self._r_pred()
         mean_a, peak_a, t_rx = self.receipt(power_policy.STANDARD_LINES, self.load.min_dots)
         floor = (self.cutoff_v + self.margin_v) / self.cells
         empty = power_policy.empty_soc_ref(floor, self._vrc_f, r0, s_ref, self.est.capacity_ah, mean_a, t_rx,
@@ -302,7 +393,7 @@ class PowerMonitor:
         self.receipts_left = int(left_ah / per_ah) if left_ah > 0 and per_ah > 0 else 0
         h = self.heat_setting()
         self.rx_headroom_v = self._headroom(h.dots, power_policy.STANDARD_LINES, r0)
-        idle_v = self.cells * (self._ocv_f - self.load.base_a() * r0 - self.est.v_rc)
+        idle_v = self.cells * (self._ocv_f - self.load.base_a() * self._r0() - self.est.v_rc)
         idle_ok = idle_v - self.margin_v >= self.cutoff_v
         state = self.policy.step(self.soc_pct, self.rx_headroom_v, self.margin_v, idle_ok, False, dt)
         self._warn()
@@ -382,6 +473,9 @@ class PowerMonitor:
         self._bias_raw = 0.0
         self._err_var = self._err_var0()
         self.margin_v = self.margin_floor_v + 3.0 * self.cells * math.sqrt(self._err_var)
+        self.boot_rest_s = 0.0
+        self.r_sag = 0.0  # measured again on this pack (saved once it is)
+        self._sag_saved = 0.0
 
     def _track_rest(self, dt, amps, prev_a):
         if self.printing or self.charger_on() or abs(amps - prev_a) >= _EDGE_MIN_A or amps > _INIT_MAX_A:
@@ -419,6 +513,12 @@ class PowerMonitor:
         return NAMES[self.policy.state]
 
     @property
+    def resting(self):
+        """True until the pack has rested _BOOT_REST_S at idle since this boot (or a pack change): the
+        printer task prints nothing before (any reset may have been a brownout under a receipt)."""
+        return self.boot_rest_s < _BOOT_REST_S
+
+    @property
     def maintenance_allowed(self):
         return self.policy.state <= LOW and not self.printing
 
@@ -454,10 +554,23 @@ class PowerMonitor:
     def _r0(self):
         return self.health.r_at(self.temp_c if self.sense.temp_trusted else None)
 
+    def _r_pred(self):
+        """The ohmic resistance a receipt's prediction uses: the edges' with a current sensor. Without one,
+        the receipts' sag (sample_sag; saved in sag.json) once one is known, else the most worn pack's the
+        product accepts (_R_UNSENSED x nominal)."""
+        r = self._r0()
+        if self.measured():
+            return r
+        if self.r_sag > 0.0:
+            return self.r_sag if self.r_sag > r else r
+        hi = _R_UNSENSED * self.health.r_nominal * self.health.r_factor(self.temp_c if self.sense.temp_trusted
+                                                                        else None)
+        return r if r > hi else hi
+
     def heat_setting(self):
         """The most heating dots (up to the profile's) whose receipt stays above cutoff plus margin."""
         dots = self.load.dots
-        r0 = self._r0()
+        r0 = self._r_pred()
         for _ in range(32):  # bounded: at most 256 / 8 settings
             if dots <= self.load.min_dots:
                 break
@@ -480,7 +593,7 @@ class PowerMonitor:
             return False, "state %s" % NAMES[st]
         if heat is None:
             heat = self.heat_setting()
-        r0 = self._r0()
+        r0 = self._r_pred()
         # The peak is predicted from the dots for the pack now: a HeatSetting offered earlier (or built by
         # hand, as the naive policy's) may carry a stale or unknown peak_a.
         head = self._headroom(heat.dots, lines, r0)

@@ -7,6 +7,7 @@ from micropython import const
 
 from posguard import printer_status, receipt
 from posguard.escpos import is_wide
+from posguard.printer_link import sleep_ms
 from posguard.records import JournalError
 
 ORIGINAL = "original"
@@ -26,6 +27,7 @@ _CAP = const(28)  # 16 unfinished sales (sales.MAX_LIVE) + void slips + reprints
 RETRY_AFTER_S = const(10)  # a BUSY refusal's hint: about one receipt's print time
 _PARK_S = 5.0  # re-ask the power policy this often while a receipt is parked
 _RETRY_S = 5.0  # re-poll a printer fault this often
+_SAG_EVERY_MS = const(50)  # battery sag samples while a receipt prints (a text line's rows take ~50-100 ms)
 _JOURNALED = ("PAID", "PRINTING")
 _OWED_KINDS = (ORIGINAL, DUPLICATE, RETRY, _FINISH)  # jobs that stand for a PAID/PRINTING sale
 _HELD_MAX = const(8)  # held receipts reported in status (the journal keeps every one of them)
@@ -296,7 +298,12 @@ class PrintJobs:
             return self._hold(sid, e)
         mon = self.mon
         if mon is not None:
-            ok, why = mon.can_print(len(ops))
+            if getattr(mon, "resting", False):
+                # After any reset nothing prints before a rested reading (the reset may have been a
+                # brownout under this very receipt): the recovered copy waits here, not 15 ms after boot.
+                ok, why = False, "resting after boot"
+            else:
+                ok, why = mon.can_print(len(ops))
             if not ok:
                 self.parked = why
                 await asyncio.sleep(_PARK_S)
@@ -352,12 +359,23 @@ class PrintJobs:
         if mon is not None:
             mon.update()  # a fresh idle reading just before the step the monitor measures R from
             mon.set_load(True, heat)
+            if hasattr(mon, "sample_sag"):
+                asyncio.create_task(self._watch_sag(mon, sid))
         try:
             return await drv.print_job(ops)
         finally:
             self.active = None
             if mon is not None:
                 mon.set_load(False)
+
+    async def _watch_sag(self, mon, sid):
+        # The 1 s battery updates fall between the strobes of the densest rows; these samples catch the sag
+        # the receipt prediction has to cover (powermon.sample_sag). Ends with the job.
+        for _ in range(30000):  # bounded: 10 minutes of printing
+            if self.active != sid:
+                return
+            mon.sample_sag()
+            await sleep_ms(_SAG_EVERY_MS)
 
     def _finish(self, sid):
         try:
