@@ -5,6 +5,7 @@ printer model put on paper are checked."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,7 @@ def test_repl_api_answers_in_short_readable_lines(tmp_path: Path, monkeypatch: A
     out = capsys.readouterr().out
     assert "battery :" in out and "printer : ready" in out and "journal :" in out and "sales   : accepted" in out
     assert "pack    :" in out and "receipt : can print" in out
+    assert re.search(r" \d+\.\d\d cycles", out), out  # a figure a person reads, not 0.00016255000000000002
     repl.test_print()
     assert "printer : printed" in capsys.readouterr().out
     # a paid sale through the commands, then printed by hand as a copy

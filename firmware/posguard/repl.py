@@ -111,7 +111,7 @@ def battery():
     else:
         print("pack    : %.3f V  (%.1f C, %s)" % (mon.pack_v, mon.temp_c, mon.temp_source))
     print("charge  : %.1f %%  state %s" % (mon.soc_pct, mon.state_name))
-    print("health  : %s %%  R %s mOhm  %s cycles" % (_f(mon.soh_pct), _f(mon.r_int_mohm), mon.cycles))
+    print("health  : %s %%  R %s mOhm  %.2f cycles" % (_f(mon.soh_pct), _f(mon.r_int_mohm), mon.cycles))
     flags = []
     if mon.replace_battery:
         flags.append("REPLACE BATTERY")
