@@ -3,8 +3,6 @@ real pty through pyserial): the example of docs/integration.md, and a retry acro
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_vboard import Vboard, stop_vboard
+from test_vboard import Vboard, start_vboard, stop_vboard
 
 from posguard_client import LinkTimeout, Terminal, errors
 from posguard_tools import paths
@@ -21,30 +19,8 @@ _START_TIMEOUT_S = 20
 
 
 def start_firmware_vboard(tmp_path: Path) -> Vboard:
-    """`posguard vboard --from-source` with board.json, boot.py and main.py on its filesystem: what `make
-    vboard` gives after a deploy, without the deploy."""
-    fs = tmp_path / "fs"
-    run = tmp_path / "run"
-    fs.mkdir()
-    (fs / "board.json").write_text(paths.board_profile("devkit-1s").read_text())
-    for name in ("boot.py", "main.py"):
-        shutil.copy(paths.FIRMWARE / name, fs / name)
-    info_file = tmp_path / "info.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "posguard_tools.cli", "vboard", "--from-source", "--fs", str(fs), "--run-dir",
-         str(run), "--info", str(info_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while not info_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"virtual board did not start: {proc.communicate(timeout=5)[0]}")
-        time.sleep(0.05)
-    time.sleep(0.05)
-    return Vboard(proc, json.loads(info_file.read_text()), fs, run)
+    """`posguard vboard --from-source` with board.json, boot.py and main.py on its filesystem."""
+    return start_vboard(tmp_path, with_board=True, from_source=True)
 
 
 @pytest.fixture

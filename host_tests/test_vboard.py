@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,17 +62,26 @@ class Vboard:
 
 
 def start_vboard(
-    tmp_path: Path, with_board: bool, main_py: str | None = None, chip: str | None = None, frozen: bool = False
+    tmp_path: Path, with_board: bool, main_py: str | None = None, chip: str | None = None, frozen: bool = False,
+    from_source: bool = False, extra_files: dict[str, str] | None = None,
 ) -> Vboard:
     """Start `posguard vboard` in a subprocess (other suites import this: test_deploy, the e2e test).
-    chip: the silicon (its port's heap); frozen: a build with the firmware frozen in (vboard --frozen)."""
+    chip: the silicon (its port's heap); frozen: a build with the firmware frozen in (vboard --frozen);
+    from_source: the firmware package from the source tree, with boot.py and main.py on the board's
+    filesystem (what `make vboard` gives after a deploy, without the deploy); extra_files: more files
+    on the filesystem (name -> text)."""
     fs = tmp_path / "fs"
     run = tmp_path / "run"
     fs.mkdir()
     if with_board:
         (fs / "board.json").write_text(paths.board_profile("devkit-1s").read_text())
+    if from_source:
+        for name in ("boot.py", "main.py"):
+            shutil.copy(paths.FIRMWARE / name, fs / name)
     if main_py is not None:
         (fs / "main.py").write_text(main_py)
+    for name, text in (extra_files or {}).items():
+        (fs / name).write_text(text)
     info_file = tmp_path / "info.json"
     proc = subprocess.Popen(
         [
@@ -87,6 +97,7 @@ def start_vboard(
             str(info_file),
             *(["--chip", chip] if chip else []),
             *(["--frozen"] if frozen else []),
+            *(["--from-source"] if from_source else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -4,42 +4,19 @@ trading, then released) gives the technician the REPL API."""
 
 from __future__ import annotations
 
-import json
 import os
 import select
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from test_vboard import Vboard, stop_vboard
+from test_vboard import Vboard, start_vboard, stop_vboard
 from test_vboard_e2e import HostLink
-
-from posguard_tools import paths
 
 
 def _start(tmp_path: Path) -> Vboard:
-    fs = tmp_path / "fs"
-    run = tmp_path / "run"
-    fs.mkdir()
-    (fs / "board.json").write_text(paths.board_profile("devkit-1s").read_text())
-    for name in ("boot.py", "main.py"):
-        shutil.copy(paths.FIRMWARE / name, fs / name)
-    (fs / "production").write_text("locked\n")  # what pos.lock() writes in service mode
-    info_file = tmp_path / "info.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "posguard_tools.cli", "vboard", "--from-source", "--fs", str(fs), "--run-dir",
-         str(run), "--info", str(info_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    deadline = time.monotonic() + 20
-    while not info_file.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "virtual board did not start"
-        time.sleep(0.05)
-    time.sleep(0.05)
-    return Vboard(proc, json.loads(info_file.read_text()), fs, run)
+    # what pos.lock() writes in service mode: a locked terminal
+    return start_vboard(tmp_path, with_board=True, from_source=True, extra_files={"production": "locked\n"})
 
 
 def _boots(vb: Vboard) -> int:
