@@ -72,20 +72,24 @@ def _property(sectors: int, keep_last: int, seed: int, nsales: int, first: Any, 
         flash.release()
 
 
-@settings(
-    max_examples=80,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    database=None,
-)
-@given(
+def _bounded(examples: int) -> Any:
+    """Seeded and bounded: the same examples on every run of make test."""
+    return settings(max_examples=examples, derandomize=True, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+# A session of sales, cuts before and after one flipped bit: the scenario both partitions are tried with.
+_scenario = given(
     seed=st.integers(1, 2**31 - 1),
     nsales=st.integers(2, 10),
     first=st.lists(cut, max_size=8),
     flipped=flip,
     second=st.lists(cut, max_size=8),
 )
+
+
+@_bounded(80)
+@_scenario
 def test_cuts_and_one_bit_flip_keep_every_promise_on_devkit(
     world: Any, seed: int, nsales: int, first: Any, flipped: Any, second: Any
 ) -> None:
@@ -93,20 +97,8 @@ def test_cuts_and_one_bit_flip_keep_every_promise_on_devkit(
     _property(prof["journal"]["size_kb"] // 4, prof["journal"]["keep_last"], seed, nsales, first, flipped, second)
 
 
-@settings(
-    max_examples=60,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    database=None,
-)
-@given(
-    seed=st.integers(1, 2**31 - 1),
-    nsales=st.integers(2, 10),
-    first=st.lists(cut, max_size=8),
-    flipped=flip,
-    second=st.lists(cut, max_size=8),
-)
+@_bounded(60)
+@_scenario
 def test_cuts_and_one_bit_flip_keep_every_promise_on_a_small_journal(
     world: Any, seed: int, nsales: int, first: Any, flipped: Any, second: Any
 ) -> None:

@@ -46,12 +46,12 @@ class HostLink:
         """Send req and return its reply. A reply to an earlier request that timed out here (a slow board
         under load) is skipped: requests that carry no `seq` of their own get one, and replies are matched
         on it (the reply then shows the seq the caller gave, None if none)."""
-        self.seq += 1
-        mine = dict(req)
-        given = mine.setdefault("seq", self.seq)
-        if given != self.seq:
-            self.seq -= 1
-        os.write(self.fd, json.dumps(mine).encode() + b"\n")
+        if "seq" in req:
+            given = req["seq"]
+        else:
+            self.seq += 1
+            given = self.seq
+        os.write(self.fd, json.dumps({**req, "seq": given}).encode() + b"\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             while b"\n" not in self.buf and time.monotonic() < deadline:

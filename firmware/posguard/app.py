@@ -374,7 +374,6 @@ def service_mode(prof):
     return maint.requested()
 
 
-_SERVICE_BANNER = maint.BANNER
 
 
 def main(path="board.json", wrap_monitor=None):
@@ -384,7 +383,7 @@ def main(path="board.json", wrap_monitor=None):
         prof = profile.load(path)
         if service_mode(prof):
             mode = "service"
-            print(_SERVICE_BANNER)
+            print(maint.BANNER)
             return
         asyncio.run(run(prof, wrap_monitor))
         return
@@ -397,7 +396,7 @@ def main(path="board.json", wrap_monitor=None):
         if service_mode(prof):
             mode = "service"
             lockdown(False)
-            print(_SERVICE_BANNER)
+            print(maint.BANNER)
             return
         asyncio.run(run(prof, wrap_monitor))
     except Exception as e:  # noqa: BLE001 - a bug or a bad profile: log it and start again, never a REPL
