@@ -9,9 +9,9 @@ import struct
 
 from posguard import records as R
 from posguard.journal import FIRST_REC, NONE_PG, PAGES, REC_PAGES
-from posguard.saleio import BODY_INLINE, BODY_REFS, CARRY_FIXED, carry_payload
+from posguard.saleio import BODY_INLINE, BODY_REFS, CARRY_APPROVAL_LEN, CARRY_FIXED, CARRY_KIND, carry_payload
+from posguard.states import FINAL
 
-_FINAL = (6, 7, 8, 10)
 # Pages a compaction leaves free after its copies: a cut costs a torn page plus the page the next boot
 # skips, and the checkpoint that raises the floor must still find a page after a few of those.
 _MARGIN = 6
@@ -39,8 +39,11 @@ def compact_tail(book):
         if hh is None:
             continue
         h = j.read_record(lo + p, True)  # read whole: a corrected bit, or damage, is counted
-        if h is not None and h[4] and h[0] != R.T_CHECKPOINT and h[4] not in cands:
-            cands.append(h[4])
+        if h is None:
+            continue
+        sid = h[R.H_SID]
+        if sid and h[R.H_TYPE] != R.T_CHECKPOINT and sid not in cands:
+            cands.append(sid)
     closed = {}
     infos = book.io.scan(cands, closed)
     floor = j.sseq[order[1]]
@@ -54,7 +57,7 @@ def compact_tail(book):
             e = book.live.get(sid)
             if e is not None:
                 state, visited, body_pg, auth_pg, close_seq = e[0], e[1], e[2], e[3], 0
-            elif f is not None and f["state"] in _FINAL:
+            elif f is not None and f["state"] in FINAL:
                 state, visited, body_pg, auth_pg = f["state"], f["visited"], f["body_pg"], f["auth_pg"]
                 close_seq = f["close_seq"]
                 newer = 0
@@ -106,11 +109,12 @@ def _refs_in(j, body_pg, lo, hi):
     if h is None:
         return False
     p = j.payload(h)
-    if h[0] == R.T_OPEN:
-        kind, start = h[2], 0
-    elif h[0] == R.T_CARRY:
-        kind = p[1]
-        start = 8 + 1 + p[8]
+    t = h[R.H_TYPE]
+    if t == R.T_OPEN:
+        kind, start = h[R.H_FLAGS], 0
+    elif t == R.T_CARRY:
+        kind = p[CARRY_KIND]
+        start = CARRY_APPROVAL_LEN + 1 + p[CARRY_APPROVAL_LEN]  # past the approval: the reason
         start += 1 + p[start]
     else:
         return False

@@ -55,6 +55,17 @@ TYPE_NAMES = {
 }
 
 _FMT = "<BBBBIIHH"
+# Fields of the header tuple decode() and decode_header() return. Readers index it by these names: a
+# constant index costs nothing per record, where a header object would be one allocation per page read.
+H_TYPE = const(0)
+H_STATE = const(1)
+H_FLAGS = const(2)
+H_SEQ = const(3)
+H_SID = const(4)
+H_LEN = const(5)
+H_GEN = const(6)
+H_FIXED = const(7)  # 0: intact, 1: one flipped bit corrected, PAYLOAD_LOST: only the header checks
+PAYLOAD_LOST = const(2)
 # The reflected CRC-32 polynomial of binascii.crc32, in two 16-bit halves so that stepping the
 # register never makes a long integer on the ESP32 (small ints there are 31 bits).
 _POLY_HI = const(0xEDB8)
@@ -137,27 +148,26 @@ def decode(buf):
         if correct(buf, syn) < 0:
             return None
         fixed = 1
-    if buf[0] != MAGIC:
-        return None
-    h = struct.unpack_from(_FMT, buf, 0)
-    n = h[6]
-    if n > MAX_PAYLOAD or h[1] not in TYPE_NAMES:
-        return None
-    return (h[1], h[2], h[3], h[4], h[5], n, h[7], fixed)
+    return _header(buf, fixed)
 
 
 def decode_header(buf):
     """The header of a page that did not decode, when the header's own CRC holds: the same tuple
     with fixed = 2 (payload lost). None when the header is damaged too."""
-    if buf[0] != MAGIC:
-        return None
     want = struct.unpack_from("<I", buf, HDR)[0]
     if binascii.crc32(memoryview(buf)[:HDR]) & 0xFFFFFFFF != want:
         return None
-    h = struct.unpack_from(_FMT, buf, 0)
-    if h[6] > MAX_PAYLOAD or h[1] not in TYPE_NAMES:
+    return _header(buf, PAYLOAD_LOST)
+
+
+def _header(buf, fixed):
+    """The header tuple (fields H_TYPE .. H_FIXED) of the record in buf, or None if it is not one."""
+    if buf[0] != MAGIC:
         return None
-    return (h[1], h[2], h[3], h[4], h[5], h[6], h[7], 2)
+    _, t, st, flags, seq, sid, n, gen = struct.unpack_from(_FMT, buf, 0)
+    if n > MAX_PAYLOAD or t not in TYPE_NAMES:
+        return None
+    return (t, st, flags, seq, sid, n, gen, fixed)
 
 
 def raw_sale_id(buf):

@@ -8,28 +8,25 @@ from micropython import const
 
 from posguard import records as R
 from posguard.journal import FIRST_REC, NONE_PG, PAGES
+from posguard.states import FINAL, OPEN, PAID, REVERSAL_PENDING, VISITED, VOIDED
 
 BODY_INLINE = const(0)  # T_OPEN flags: the payload is the body
 BODY_REFS = const(1)  # T_OPEN flags: the payload is a list of u16 data page numbers
 
-# Sale states the reader must know (kept in step with posguard.sales)
-_PAID = const(3)
-_VOIDED = const(8)
-_REVERSAL_PENDING = const(9)
-_FINAL = (6, 7, 8, 10)
-
 # CARRY payload: state u8, body kind u8, visited u16, close_seq u32, then approval and reason as
 # (u8 length, bytes), then the body inline or as u16 data page numbers.
 _CARRY_HEAD = "<BBHI"
+CARRY_KIND = const(1)  # offset of the body kind byte
+CARRY_APPROVAL_LEN = const(8)  # offset of the approval's length byte (0: no approval)
 CARRY_FIXED = const(10)  # head (8) + the two length bytes
 
 
 def carry_payload(state, kind, visited, close_seq, approval, reason, body):
     a = approval or b""
     r = reason or b""
-    out = bytearray(8 + 1 + len(a) + 1 + len(r) + len(body))
+    out = bytearray(CARRY_FIXED + len(a) + len(r) + len(body))
     struct.pack_into(_CARRY_HEAD, out, 0, state, kind, visited, close_seq)
-    i = 8
+    i = CARRY_APPROVAL_LEN
     out[i] = len(a)
     out[i + 1 : i + 1 + len(a)] = a
     i += 1 + len(a)
@@ -43,7 +40,7 @@ def carry_payload(state, kind, visited, close_seq, approval, reason, body):
 def parse_carry(p):
     """(state, kind, visited, close_seq, approval, reason, body_bytes) from a CARRY payload."""
     state, kind, visited, close_seq = struct.unpack_from(_CARRY_HEAD, p, 0)
-    i = 8
+    i = CARRY_APPROVAL_LEN
     n = p[i]
     approval = bytes(p[i + 1 : i + 1 + n])
     i += 1 + n
@@ -51,30 +48,6 @@ def parse_carry(p):
     reason = bytes(p[i + 1 : i + 1 + n])
     i += 1 + n
     return state, kind, visited, close_seq, approval, reason, bytes(p[i:])
-
-
-def _mask(*states):
-    m = 0
-    for st in states:
-        m |= 1 << st
-    return m
-
-
-# Every state has exactly one path from OPEN, so the states a sale went through follow from where it
-# is now (what makes a repeated command recognisable even after compaction dropped old records).
-VISITED = (
-    0,
-    _mask(1),
-    _mask(1, 2),
-    _mask(1, 2, 3),
-    _mask(1, 2, 3, 4),
-    _mask(1, 2, 3, 4, 5),
-    _mask(1, 2, 3, 4, 5, 6),
-    _mask(1, 2, 7),
-    _mask(1, 8),
-    _mask(1, 2, 8, 9),
-    _mask(1, 2, 8, 9, 10),
-)
 
 
 def _near(sid, wanted):
@@ -105,62 +78,63 @@ class SaleReader:
             hh = j.read_header(pg)
             if hh is None:
                 continue
-            t, sid = hh[0], hh[1]
+            t, sid = hh  # read_header gives (type, sale id)
             near = t == 0 or _near(sid, wanted)  # a header bit may be flipped: read the page whole
             if not near and t != R.T_OPEN and t != R.T_STATE and t != R.T_CARRY:
                 continue
             if not near and (closed is None or t == R.T_OPEN):
                 continue
             h = j.read_record(pg, True)  # a page damaged beyond correction still gives its header
-            if h is None or (h[0] != R.T_OPEN and h[0] != R.T_STATE and h[0] != R.T_CARRY):
+            if h is None:
                 continue
-            t, sid = h[0], h[4]
+            t, sid = h[R.H_TYPE], h[R.H_SID]
+            if t != R.T_OPEN and t != R.T_STATE and t != R.T_CARRY:
+                continue
             want = sid in wanted
             if not want and (closed is None or t == R.T_OPEN):
                 continue
             if not want:
-                if t == R.T_STATE and h[1] in _FINAL:
-                    closed[sid] = h[3]
-                elif t == R.T_CARRY and h[1] in _FINAL:
-                    closed[sid] = h[3] if h[7] == 2 else parse_carry(j.payload(h))[3]
+                if h[R.H_STATE] in FINAL:  # a STATE or CARRY record of a finished sale
+                    if t == R.T_CARRY and h[R.H_FIXED] != R.PAYLOAD_LOST:
+                        closed[sid] = parse_carry(j.payload(h))[3]  # the close seq it carries
+                    else:
+                        closed[sid] = h[R.H_SEQ]
                 continue
             f = out.get(sid)
             if f is None:
                 f = {"state": 0, "visited": 0, "body_pg": NONE_PG, "auth_pg": NONE_PG, "reason": None, "close_seq": 0}
                 out[sid] = f
             self._follow(f, pg, h)
-            if closed is not None and f["state"] in _FINAL:
+            if closed is not None and f["state"] in FINAL:
                 closed[sid] = f["close_seq"]
         return out
 
     def _follow(self, f, pg, h):
-        t = h[0]
+        t, st, lost = h[R.H_TYPE], h[R.H_STATE], h[R.H_FIXED] == R.PAYLOAD_LOST
         p = self.j.payload(h)
         if t == R.T_OPEN:
-            f["state"] = 1
-            f["visited"] = VISITED[1]
+            f["state"] = OPEN
+            f["visited"] = VISITED[OPEN]
             f["body_pg"] = pg
         elif t == R.T_STATE:
-            st = h[1]
             if st >= len(VISITED):
                 return
             f["state"] = st
             f["visited"] = VISITED[st]
-            if st == _PAID:
+            if st == PAID:
                 f["auth_pg"] = pg
-            if (st == _VOIDED or st == _REVERSAL_PENDING) and h[7] != 2:
+            if (st == VOIDED or st == REVERSAL_PENDING) and not lost:
                 f["reason"] = bytes(p).decode()
-            if st in _FINAL:
-                f["close_seq"] = h[3]
-        elif h[7] == 2:  # a CARRY whose payload is lost: its state is in the header
-            st = h[1]
+            if st in FINAL:
+                f["close_seq"] = h[R.H_SEQ]
+        elif lost:  # a CARRY whose payload is lost: its state is in the header
             if st >= len(VISITED):
                 return
             f["state"] = st
             f["visited"] = VISITED[st]
             f["body_pg"] = pg
             f["auth_pg"] = NONE_PG
-            f["close_seq"] = h[3]
+            f["close_seq"] = h[R.H_SEQ]
         else:
             st, kind, visited, close_seq, approval, reason, body = parse_carry(p)
             if st >= len(VISITED):
@@ -183,11 +157,11 @@ class SaleReader:
         h = j.read_record(body_pg)
         if h is None:
             return None
-        if h[0] == R.T_CARRY:
+        if h[R.H_TYPE] == R.T_CARRY:
             c = parse_carry(j.payload(h))
             kind, raw = c[1], c[6]
-        elif h[0] == R.T_OPEN:
-            kind, raw = h[2], bytes(j.payload(h))
+        elif h[R.H_TYPE] == R.T_OPEN:
+            kind, raw = h[R.H_FLAGS], bytes(j.payload(h))
         else:
             return None
         if kind == BODY_INLINE:
@@ -196,7 +170,7 @@ class SaleReader:
         for i in range(min(len(raw) // 2, 16)):  # bounded: at most MAX_DATA_PAGES references
             dpg = raw[2 * i] | (raw[2 * i + 1] << 8)
             d = j.read_record(dpg)
-            if d is None or d[0] != R.T_DATA or d[2] != i:
+            if d is None or d[R.H_TYPE] != R.T_DATA or d[R.H_FLAGS] != i:  # a DATA page's flags: its index
                 return None
             out += bytes(j.payload(d))
         return out
@@ -208,9 +182,9 @@ class SaleReader:
         h = j.read_record(auth_pg)
         if h is None:
             return None
-        if h[0] == R.T_CARRY:
+        if h[R.H_TYPE] == R.T_CARRY:
             a = parse_carry(j.payload(h))[4]
-        elif h[0] == R.T_STATE:
+        elif h[R.H_TYPE] == R.T_STATE:
             a = bytes(j.payload(h))
         else:
             return None
@@ -241,24 +215,27 @@ class SaleReader:
         j = self.j
         best = []  # (close_seq, sid), sorted, at most limit + 1 entries
         for pg in self._pages():
-            hh = j.read_header(pg)
+            hh = j.read_header(pg)  # (type, sale id): 0 when the page must be read whole
             if hh is None or (hh[0] != R.T_STATE and hh[0] != R.T_CARRY and hh[0] != 0):
                 continue
             h = j.read_record(pg)
-            if h is None or (h[0] != R.T_STATE and h[0] != R.T_CARRY):
+            if h is None:
                 continue
-            if h[0] == R.T_STATE:
-                if h[1] not in _FINAL:
+            t = h[R.H_TYPE]
+            if t == R.T_STATE:
+                if h[R.H_STATE] not in FINAL:
                     continue
-                cs = h[3]
-            else:
+                cs = h[R.H_SEQ]
+            elif t == R.T_CARRY:
                 c = parse_carry(j.payload(h))
-                if c[0] not in _FINAL:
+                if c[0] not in FINAL:
                     continue
                 cs = c[3]
+            else:
+                continue
             if cs <= after or (len(best) > limit and cs >= best[-1][0]):
                 continue
-            sid = h[4]
+            sid = h[R.H_SID]
             dup = False
             for e in best:
                 if e[1] == sid:

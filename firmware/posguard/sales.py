@@ -1,7 +1,5 @@
-# The sale state machine on top of the journal, and boot recovery driven only by the journal.
-#
-#   OPEN -> PAYMENT_PENDING -> PAID -> PRINTING -> PRINTED -> CLOSED
-#   OPEN -> VOIDED;  PAYMENT_PENDING -> DECLINED;  PAYMENT_PENDING -> REVERSAL_PENDING -> REVERSAL_ACKED
+# The sale state machine on top of the journal, and boot recovery driven only by the journal. The
+# states and their legal steps are posguard.states (re-exported here: sales.PAID, sales.NAMES...).
 # Every transition is one journal record, written *before* its side effect. Sale ids come from the
 # host; a command whose target state was already reached writes nothing and returns the current state.
 import json
@@ -12,43 +10,26 @@ from micropython import const
 from posguard import records as R
 from posguard.journal import NONE_PG
 from posguard.journal_limits import MAX_BODY, MAX_DATA_PAGES, SLACK_PAGES, keep_last_max  # noqa: F401
-from posguard.saleio import BODY_INLINE, BODY_REFS, VISITED, SaleReader
-
-OPEN = const(1)
-PAYMENT_PENDING = const(2)
-PAID = const(3)
-PRINTING = const(4)
-PRINTED = const(5)
-CLOSED = const(6)
-DECLINED = const(7)
-VOIDED = const(8)
-REVERSAL_PENDING = const(9)
-REVERSAL_ACKED = const(10)
-
-NAMES = (
-    None,
-    "OPEN",
-    "PAYMENT_PENDING",
-    "PAID",
-    "PRINTING",
-    "PRINTED",
-    "CLOSED",
-    "DECLINED",
-    "VOIDED",
-    "REVERSAL_PENDING",
-    "REVERSAL_ACKED",
+from posguard.saleio import BODY_INLINE, BODY_REFS, CARRY_APPROVAL_LEN, SaleReader
+from posguard.states import (  # the state names are part of this module's interface too (sales.PAID)
+    CLOSED,
+    DECLINED,
+    FINAL,
+    NAMES,
+    OPEN,
+    PAID,
+    PAYMENT_PENDING,
+    PRINTED,
+    PRINTING,
+    RECOVERY,
+    REMAINING,
+    REVERSAL_ACKED,
+    REVERSAL_PENDING,
+    TRANSITIONS,
+    VISITED,
+    VOIDED,
 )
-FINAL = (CLOSED, DECLINED, VOIDED, REVERSAL_ACKED)
-_NEXT = {
-    OPEN: (PAYMENT_PENDING, VOIDED),
-    PAYMENT_PENDING: (PAID, DECLINED, REVERSAL_PENDING),
-    PAID: (PRINTING,),
-    PRINTING: (PRINTED,),
-    PRINTED: (CLOSED,),
-    REVERSAL_PENDING: (REVERSAL_ACKED,),
-}
-# Records a sale in this state may still need (longest path to a final state): the admission budget.
-_REMAINING = {OPEN: 5, PAYMENT_PENDING: 4, PAID: 3, PRINTING: 2, PRINTED: 1, REVERSAL_PENDING: 1}
+
 # MAX_BODY (9 DATA pages, 2088 bytes), SLACK_PAGES and keep_last_max come from journal_limits: one
 # source, which the board profile is checked against too.
 
@@ -170,7 +151,7 @@ class SaleBook:
             if payload in self.live and payload not in self.doubt and len(self.doubt) < MAX_LIVE:
                 self.doubt.append(payload)
             return
-        t, sid = h[0], h[4]
+        t, st, sid = h[R.H_TYPE], h[R.H_STATE], h[R.H_SID]
         if t == R.T_CHECKPOINT:
             self.live = {}
             for i in range(len(payload) // _ENTRY_LEN):  # the journal passes the entries only
@@ -180,20 +161,21 @@ class SaleBook:
         elif t == R.T_OPEN:
             if sid not in self.live:
                 self.live[sid] = [OPEN, _bit(OPEN), pg, NONE_PG]
-        elif t == R.T_STATE and 0 < h[1] < len(VISITED):
+        elif t == R.T_STATE and 0 < st < len(VISITED):
             e = self.live.get(sid)
-            if e is None and h[1] not in FINAL and len(self.live) < MAX_LIVE:
+            if e is None and st not in FINAL and len(self.live) < MAX_LIVE:
                 # Its OPEN (or the checkpoint listing it) is damaged: keep the sale, body lost.
-                e = [h[1], VISITED[h[1]], NONE_PG, NONE_PG]
+                e = [st, VISITED[st], NONE_PG, NONE_PG]
                 self.live[sid] = e
             if e is not None:
-                self._apply(sid, e, h[1], pg)
+                self._apply(sid, e, st, pg)
         elif t == R.T_CARRY:
-            st = h[1]  # the carried state is in the header too (a damaged payload leaves it)
+            # The carried state is in the header too (a damaged payload leaves it).
             if st in FINAL or not 0 < st < len(VISITED):
                 self.live.pop(sid, None)
             else:
-                self.live[sid] = [st, VISITED[st], pg, pg if payload is not None and payload[8] else NONE_PG]
+                auth = pg if payload is not None and payload[CARRY_APPROVAL_LEN] else NONE_PG
+                self.live[sid] = [st, VISITED[st], pg, auth]
 
     def _apply(self, sid, e, target, pg):
         e[0] = target
@@ -227,7 +209,7 @@ class SaleBook:
         if len(self.live) >= MAX_LIVE:
             raise R.JournalError("too_many_open", "%d unfinished sales: finish or void some first" % MAX_LIVE)
         ndata = 0 if len(data) <= R.MAX_PAYLOAD else (len(data) + R.MAX_PAYLOAD - 1) // R.MAX_PAYLOAD
-        self._admit(ndata + 1 + _REMAINING[OPEN])
+        self._admit(ndata + 1 + REMAINING[OPEN])
         j = self.j
         if ndata == 0:
             pg = j.append(R.T_OPEN, OPEN, BODY_INLINE, sid, data)
@@ -293,18 +275,21 @@ class SaleBook:
             )
         if e[1] & _bit(target):
             return NAMES[e[0]]  # repeated command
-        if target not in _NEXT.get(e[0], ()):
+        return self._step(sid, e, target, payload, TRANSITIONS)
+
+    def _force(self, sid, target, payload):
+        # Recovery of a doubtful sale: the step the state machine would take from the state it may be in.
+        self._step(sid, self.live[sid], target, payload, RECOVERY)
+
+    def _step(self, sid, e, target, payload, allowed):
+        # The one place a sale changes state: only along a step posguard.states allows.
+        if target not in allowed.get(e[0], ()):
             raise R.JournalError(
                 "illegal_transition", "sale %d is %s: cannot go to %s" % (sid, NAMES[e[0]], NAMES[target])
             )
         pg = self.j.append(R.T_STATE, target, 0, sid, payload)
         self._apply(sid, e, target, pg)
         return NAMES[target]
-
-    def _force(self, sid, target, payload):
-        # Recovery of a doubtful sale: the step the state machine would take from the state it may be in.
-        pg = self.j.append(R.T_STATE, target, 0, sid, payload)
-        self._apply(sid, self.live[sid], target, pg)
 
     def _current(self, sid):
         e = self.live.get(sid)
@@ -316,7 +301,7 @@ class SaleBook:
     def _admit(self, pages):
         need = pages
         for e in self.live.values():
-            need += _REMAINING.get(e[0], 0)
+            need += REMAINING[e[0]]
         if need > self.j.free_pages(False) - SLACK_PAGES:
             code = "journal_full" if self._full and not self.j.dirty_count() else "needs_maintenance"
             raise R.JournalError(code, "journal space is low: a new sale needs maintenance first")
@@ -419,9 +404,9 @@ class SaleBook:
 
     def _wants_space(self):
         # Keep room for every unfinished sale plus two of the largest new ones, the reserve aside.
-        need = 2 * (MAX_DATA_PAGES + 1 + _REMAINING[OPEN])
+        need = 2 * (MAX_DATA_PAGES + 1 + REMAINING[OPEN])
         for e in self.live.values():
-            need += _REMAINING.get(e[0], 0)
+            need += REMAINING[e[0]]
         return self.j.free_pages(False) - SLACK_PAGES < need
 
     def format(self, force=False):

@@ -33,19 +33,23 @@ TYPES = {
     0x23: "CARRY",
     0x30: "FORMAT",
 }
-STATES = (
-    "",
-    "OPEN",
-    "PAYMENT_PENDING",
-    "PAID",
-    "PRINTING",
-    "PRINTED",
-    "CLOSED",
-    "DECLINED",
-    "VOIDED",
-    "REVERSAL_PENDING",
-    "REVERSAL_ACKED",
-)
+# The sale state machine, as docs/journal.md states it. A declared oracle: written here from the
+# documentation and deliberately not loaded from firmware/posguard/states.py, so that
+# host_tests/test_states.py, which checks that the two agree (names, numbers, final states, steps,
+# and the state of every sale decoded from a journal the firmware wrote), can catch either one wrong.
+STATE_BYTE = {  # name -> the state byte of STATE and CARRY records and checkpoint entries
+    "OPEN": 1,
+    "PAYMENT_PENDING": 2,
+    "PAID": 3,
+    "PRINTING": 4,
+    "PRINTED": 5,
+    "CLOSED": 6,
+    "DECLINED": 7,
+    "VOIDED": 8,
+    "REVERSAL_PENDING": 9,
+    "REVERSAL_ACKED": 10,
+}
+STATES = {byte: name for name, byte in STATE_BYTE.items()}
 FINAL = {"CLOSED", "DECLINED", "VOIDED", "REVERSAL_ACKED"}
 # Legal moves of the sale state machine (a record may only take a sale one of these steps).
 # OPEN -> REVERSAL_PENDING: recovery of an OPEN sale whose next record was damaged (the payment may
@@ -59,6 +63,11 @@ NEXT = {
     "PRINTED": {"CLOSED"},
     "REVERSAL_PENDING": {"REVERSAL_ACKED"},
 }
+
+
+def state_name(byte: int) -> str:
+    """The name of a state byte ("" for none, "?<n>" for a byte no state has)."""
+    return STATES.get(byte, "" if byte == 0 else f"?{byte}")
 
 
 class ImageError(ValueError):
@@ -199,7 +208,7 @@ def parse(data: bytes) -> Image:
             ck = cks[-1].payload
             for i in range((len(ck) - 8) // 12):  # floor u32, highest erase count u32, then the entries
                 sid, st = struct.unpack_from("<IB", ck, 8 + i * 12)
-                sec.live.append((sid, STATES[st] if st < len(STATES) else f"?{st}"))
+                sec.live.append((sid, state_name(st)))
     for x in sectors:
         if x.kind in ("spare", "dirty"):
             bad += corrupt.get(x.index, [])
@@ -231,7 +240,7 @@ def sales(img: Image, data: bytes) -> dict[int, dict[str, Any]]:
             s["state"] = "OPEN"
             s["body"] = _body(r.flags, r.payload, by_page)
         elif r.type == "STATE":
-            s["state"] = STATES[r.state] if r.state < len(STATES) else f"?{r.state}"
+            s["state"] = state_name(r.state)
             if s["state"] == "PAID":
                 s["approval"] = r.payload.decode(errors="replace")
             if s["state"] in ("VOIDED", "REVERSAL_PENDING"):
@@ -240,7 +249,7 @@ def sales(img: Image, data: bytes) -> dict[int, dict[str, Any]]:
                 s["close_seq"] = r.seq
         else:
             st, kind, a, rs, body, close_seq = _parse_carry(r.payload)
-            s["state"] = STATES[st] if st < len(STATES) else f"?{st}"
+            s["state"] = state_name(st)
             s["approval"] = a.decode(errors="replace") or s["approval"]
             s["reason"] = rs.decode(errors="replace") or s["reason"]
             s["body"] = _body(kind, body, by_page)
@@ -284,9 +293,9 @@ def verify(img: Image) -> list[str]:
             first_seen[r.sale_id] = True
         elif r.type == "CARRY":
             st, *_ = _parse_carry(r.payload)
-            state[r.sale_id] = STATES[st] if st < len(STATES) else "?"
+            state[r.sale_id] = state_name(st)
         elif r.type == "STATE":
-            to = STATES[r.state] if r.state < len(STATES) else "?"
+            to = state_name(r.state)
             cur = state.get(r.sale_id)
             if cur is not None and to != cur and to not in NEXT.get(cur, set()):
                 problems.append(f"page {r.page}: sale {r.sale_id} {cur} -> {to} is not a legal transition")
@@ -312,7 +321,7 @@ def dump(img: Image, data: bytes) -> str:
         live = f" live {s.live}" if s.live else ""
         lines.append(f"sector {s.index:3d}: {s.kind:7s} erases {s.erase_count}{extra}{live}")
     for r in img.records:
-        st = STATES[r.state] if r.type in ("STATE", "CARRY") and r.state < len(STATES) else ""
+        st = state_name(r.state) if r.type in ("STATE", "CARRY") else ""
         lines.append(f"  page {r.page:5d} seq {r.seq:8d} {r.type:10s} sale {r.sale_id:10d} {st} {len(r.payload)} B")
     for sid, sale in sorted(sales(img, data).items()):
         lines.append(
