@@ -27,7 +27,8 @@ help:
 	@echo "make deploy PORT=/dev/ttyUSB0 [BOARD=devkit-1s] [DEPLOY_ARGS=--frozen]   copy what changed"
 	@echo "make repl PORT=/dev/ttyUSB0                       the board's REPL through mpremote"
 	@echo "make provision PORT=/dev/ttyUSB0 [BOARD=…]        add the journal partition (reformats the filesystem)"
-	@echo "make vboard [BOARD=…]                             a virtual board mpremote can talk to"
+	@echo "make vboard [BOARD=…] [VBOARD_ARGS=--fresh]       a virtual board mpremote can talk to (PORT=vboard finds it)"
+	@echo "make vboard-paper / vboard-stop                   its printout as out/vboard-paper.png / stop it"
 
 setup: $(STAMP) cjk-font browser
 
@@ -90,6 +91,13 @@ provision: setup need-port
 
 vboard: setup
 	$(POSGUARD) vboard --board $(BOARD) $(VBOARD_ARGS)
+
+.PHONY: vboard-paper vboard-stop
+vboard-paper: setup
+	$(POSGUARD) vboard paper
+
+vboard-stop: setup
+	$(POSGUARD) vboard stop
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache .hypothesis

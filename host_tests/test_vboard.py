@@ -35,13 +35,14 @@ while True:
 
 
 class Vboard:
-    def __init__(self, proc: subprocess.Popen[str], info: dict[str, Any], fs: Path, run: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[str], info: dict[str, Any], fs: Path, state: Path) -> None:
         self.proc = proc
         self.port = str(info["repl"])
         self.host = str(info["host"])
         self.control = str(info["control"])
         self.fs = fs
-        self.run = run
+        self.run = Path(info["run"])
+        self.state = state  # the state file `posguard vboard status|stop|paper` find this board by
 
     def mpremote(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(
@@ -62,17 +63,25 @@ class Vboard:
 
 
 def start_vboard(
-    tmp_path: Path, with_board: bool, main_py: str | None = None, chip: str | None = None, frozen: bool = False,
-    from_source: bool = False, extra_files: dict[str, str] | None = None,
+    tmp_path: Path,
+    with_board: bool,
+    main_py: str | None = None,
+    chip: str | None = None,
+    frozen: bool = False,
+    from_source: bool = False,
+    extra_files: dict[str, str] | None = None,
+    board_dir: Path | None = None,
+    more_args: tuple[str, ...] = (),
 ) -> Vboard:
     """Start `posguard vboard` in a subprocess (other suites import this: test_deploy, the e2e test).
     chip: the silicon (its port's heap); frozen: a build with the firmware frozen in (vboard --frozen);
     from_source: the firmware package from the source tree, with boot.py and main.py on the board's
     filesystem (what `make vboard` gives after a deploy, without the deploy); extra_files: more files
-    on the filesystem (name -> text)."""
-    fs = tmp_path / "fs"
-    run = tmp_path / "run"
-    fs.mkdir()
+    on the filesystem (name -> text); board_dir: the board's folder (--dir: filesystem and flash kept
+    across stops, run folder temporary) instead of --fs and --run-dir."""
+    fs = tmp_path / "fs" if board_dir is None else board_dir / "fs"
+    fs.mkdir(parents=True, exist_ok=True)
+    where = ["--fs", str(fs), "--run-dir", str(tmp_path / "run")] if board_dir is None else ["--dir", str(board_dir)]
     if with_board:
         (fs / "board.json").write_text(paths.board_profile("devkit-1s").read_text())
     if from_source:
@@ -83,18 +92,20 @@ def start_vboard(
     for name, text in (extra_files or {}).items():
         (fs / name).write_text(text)
     info_file = tmp_path / "info.json"
+    info_file.unlink(missing_ok=True)
+    state = tmp_path / "state.json"
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "posguard_tools.cli",
             "vboard",
-            "--fs",
-            str(fs),
-            "--run-dir",
-            str(run),
+            *where,
+            "--state",
+            str(state),
             "--info",
             str(info_file),
+            *more_args,
             *(["--chip", chip] if chip else []),
             *(["--frozen"] if frozen else []),
             *(["--from-source"] if from_source else []),
@@ -111,7 +122,7 @@ def start_vboard(
             pytest.fail(f"virtual board did not start: {out}")
         time.sleep(0.05)
     time.sleep(0.05)  # the file is written in one go after the ports are open
-    return Vboard(proc, json.loads(info_file.read_text()), fs, run)
+    return Vboard(proc, json.loads(info_file.read_text()), fs, state)
 
 
 def stop_vboard(vb: Vboard) -> str:

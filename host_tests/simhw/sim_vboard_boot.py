@@ -273,6 +273,31 @@ def save_world():
     """What outlives this VM process: the flash images and the world outside the chip."""
     save_flash()
     save_world_state()
+    save_paper()
+
+
+_paper_last = [None]  # the newest printer record already appended to RUN/paper.txt
+
+
+def save_paper():
+    """Append what the printer printed since the last call to RUN/paper.txt, one repr() per line. The
+    paper is outside the chip: it outlives every VM (`posguard vboard paper` draws it). Returns the
+    number of records appended."""
+    p = world.printer if world is not None else None
+    if p is None or RUN_DIR is None:
+        return 0
+    recs = p.printed
+    i = len(recs)
+    while i > 0 and recs[i - 1] is not _paper_last[0]:
+        i -= 1
+    n = len(recs) - i
+    if n:
+        with open(RUN_DIR + "/paper.txt", "a") as f:
+            for k in range(i, len(recs)):
+                f.write(repr(recs[k]))
+                f.write("\n")
+        _paper_last[0] = recs[-1]
+    return n
 
 
 def save_world_state():
@@ -551,6 +576,8 @@ def command(cmd):
                 pacer.virt0 = w.clock.now_us()
                 pacer.speed = f
             return "ok speed x%g" % f
+        if verb == "printed":
+            return "ok printed %d new records to RUN/paper.txt" % save_paper()
         if verb in ("paper", "cover"):
             return _printer_command(verb, args)
         if verb == "service":

@@ -6,13 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from posguard_tools import deploy, paths
+from posguard_tools import deploy, paths, vboard_state
 
 HELP = "compile the firmware (.mpy), copy what changed to a board with mpremote, soft-reset it"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", required=True, help="the board's serial port (e.g. /dev/ttyUSB0, or a vboard pty)")
+    parser.add_argument(
+        "--port", required=True, help="the board's serial port (e.g. /dev/ttyUSB0; `vboard`: the running virtual board)"
+    )
     parser.add_argument("--board", default=paths.DEFAULT_BOARD, help="board profile in boards/ (default: %(default)s)")
     parser.add_argument(
         "--march",
@@ -42,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        args.port = vboard_state.resolve_port(args.port)
+    except vboard_state.NotRunning as e:
+        print(f"deploy: {e}", file=sys.stderr)
+        return 1
     try:
         report = deploy.deploy(
             args.port,

@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 from posguard_tools import journal_format as jf
-from posguard_tools import maintenance, paths, port_diag
+from posguard_tools import maintenance, paths, port_diag, vboard_state
 
 HELP = "dump or verify a journal partition image (sales, records, sectors)"
 
@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = sub.add_parser("dump", help="print sectors, records and sales of an image")
     src = d.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="raw journal partition image")
-    src.add_argument("--port", help="read the partition off a board (or a vboard pty) through mpremote")
+    src.add_argument(
+        "--port", help="read the partition off a board through mpremote (`vboard`: the running virtual board)"
+    )
     d.add_argument("--label", default="journal", help="partition label on the board (default: journal)")
     d.add_argument("--save", help="with --port: also keep the image read from the board in this file")
     d.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the board")
@@ -172,6 +174,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     loaded: tuple[jf.Image, bytes] | None
     if getattr(args, "port", None):
+        try:
+            args.port = vboard_state.resolve_port(args.port)
+        except vboard_state.NotRunning as e:
+            print(f"posguard journal: {e}")
+            return 1
         try:
             data = read_from_board(args.port, args.label, args.timeout)
         except OSError as e:

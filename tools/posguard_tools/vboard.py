@@ -75,6 +75,7 @@ commands (one per line; the reply is one line starting with ok or error):
   service hold | release   the service button (pins.service): held 3 s while trading = service mode
   reset                    press the reset button (hard reset: RAM lost, flash kept)
   save PATH                write the board's filesystem and flash images under PATH (bridge side)
+  printed                  append what the printer printed to RUN/paper.txt (posguard vboard paper draws it)
 """
 
 
@@ -203,6 +204,7 @@ class VirtualBoard:
         self.service: str | None = None  # last 'service hold|release', handed to every new VM
         self.events: list[str] = []  # what the bridge did on its own (watchdog resets...), newest last
         self.rom_download = False  # the chip sits in the ROM's download mode (GPIO0 was low at reset)
+        self._captured: dict[int, str | None] = {}  # replies to ask_world(), by command id
 
     # -- set-up ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -706,6 +708,9 @@ class VirtualBoard:
                 continue
             head, _, reply = text.partition(" ")
             cid = int(head) if head.isdigit() else 0
+            if cid in self._captured:
+                self._captured[cid] = reply
+                continue
             conn = self._pending_replies.pop(cid, None)
             late = cid not in self._reply_deadlines
             self._reply_deadlines.pop(cid, None)
@@ -778,6 +783,24 @@ class VirtualBoard:
         self.powered = True
         self.raw_repl = False  # a cold boot starts in the friendly REPL
         self._start_vm(BOOT_FULL, "start")
+
+    def ask_world(self, line: str, timeout: float = _REPLY_TIMEOUT_S) -> str | None:
+        """One control command from this process (no TCP client): the world's reply, or None when no world
+        runs (board off, at the REPL, booting) or it did not answer within timeout."""
+        if not self.powered or self.world_running is not True or self.proc is None or self.proc.poll() is not None:
+            return None
+        cid = self._next_id
+        self._next_id += 1
+        self._captured[cid] = None
+        try:
+            os.write(self._ctl_fd, f"{cid} {line}\n".encode())
+        except BlockingIOError:
+            del self._captured[cid]
+            return None
+        deadline = time.monotonic() + timeout
+        while self._captured.get(cid) is None and time.monotonic() < deadline and not self._closed:
+            self.step(_TICK_S)
+        return self._captured.pop(cid, None)
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, dest: Path) -> None:
