@@ -96,23 +96,77 @@ def test_qr_too_big_for_the_paper_is_refused() -> None:
         e.qr(b"x" * 200, module=8)  # version 9 at 8 dots/module = 488 dots > 384
 
 
-def test_qr_versions_agree_with_the_qrcode_library() -> None:
+def test_qr_versions_agree_with_the_qrcode_library_at_every_version_boundary() -> None:
+    # The pinned qrcode package is the independent oracle for the firmware's capacity table (the
+    # simulated printer uses the firmware's table: this test is what makes that sound). At each version
+    # and level the largest byte-mode payload qrcode fits there, from its data-bit limits: the 4-bit mode
+    # indicator and the 8-bit (versions 1-9) or 16-bit (10-26) length field come off (ISO/IEC 18004).
     import qrcode  # type: ignore[import-untyped]
 
-    for n in (1, 14, 15, 100, 213, 214, 600):
-        for ecc, level in enumerate(
-            (
-                qrcode.constants.ERROR_CORRECT_L,
-                qrcode.constants.ERROR_CORRECT_M,
-                qrcode.constants.ERROR_CORRECT_Q,
-                qrcode.constants.ERROR_CORRECT_H,
-            )
-        ):
-            q = qrcode.QRCode(error_correction=level)
-            q.add_data(qrcode.util.QRData(b"\xff" * n, mode=qrcode.util.MODE_8BIT_BYTE))
-            q.make(fit=True)
-            if q.version <= 20:
-                assert escpos.qr_version(n, ecc) == q.version, (n, ecc)
+    levels = (
+        qrcode.constants.ERROR_CORRECT_L,
+        qrcode.constants.ERROR_CORRECT_M,
+        qrcode.constants.ERROR_CORRECT_Q,
+        qrcode.constants.ERROR_CORRECT_H,
+    )
+
+    def oracle(n: int, level: int) -> int:
+        q = qrcode.QRCode(error_correction=level)
+        q.add_data(qrcode.util.QRData(b"\xff" * n, mode=qrcode.util.MODE_8BIT_BYTE))
+        v = int(q.best_fit())
+        return v if v <= 20 else 0
+
+    for ecc, level in enumerate(levels):
+        for v in range(1, 21):
+            bits = qrcode.util.BIT_LIMIT_TABLE[level][v]
+            cap = (bits - 4 - (8 if v <= 9 else 16)) // 8
+            for n in (cap, cap + 1):
+                assert escpos.qr_version(n, ecc) == oracle(n, level), (n, ecc)
+            assert escpos.qr_version(cap, ecc) == v, (v, ecc)
+
+
+def test_is_wide_follows_unicode_east_asian_width() -> None:
+    # UAX #11 (CPython's unicodedata) as the oracle for the one wide-character list
+    # (docs/reference/escpos.md, "Character width"): every assigned W/F character of the BMP is wide,
+    # but the emoji-presentation symbols a printer font lacks; the only wide non-W/F ones are the three
+    # runs inside the CJK block the document names.
+    import unicodedata
+
+    narrow_on_purpose = range(0x2300, 0x2C00)
+    wide_anyway = [range(0x303F, 0x3040), range(0x3248, 0x3250), range(0x4DC0, 0x4E00)]
+    for cp in range(0x80, 0x10000):
+        ch = chr(cp)
+        if 0xD800 <= cp < 0xE000 or unicodedata.category(ch) == "Cn":
+            continue
+        w = unicodedata.east_asian_width(ch) in ("W", "F")
+        if w and cp not in narrow_on_purpose:
+            assert escpos.is_wide(cp), hex(cp)
+        if escpos.is_wide(cp) and not w:
+            assert any(cp in r for r in wide_anyway), hex(cp)
+
+
+def test_receipt_pictures_draw_the_firmware_widths() -> None:
+    # render.py draws a UTF-8 printer's cells with escpos.is_wide, not a list of its own (it lacked the
+    # vertical and small forms).
+    from posguard_tools import render
+
+    for cp in (0x41, 0xE9, 0x1100, 0x2615, 0x4E2D, 0xA960, 0xFE10, 0xFE50, 0xFF21, 0xFFE0):
+        cells = render.decode_segment(chr(cp).encode(), False, "utf-8")
+        assert cells == [(chr(cp), 24 if escpos.is_wide(cp) else 12)], hex(cp)
+
+
+def test_text_marks_every_continuation_byte() -> None:
+    # The allocation-free text path (_put1/_put2/_put3) keeps the command-boundary map a status query
+    # relies on: a double-byte or UTF-8 character's trailing bytes are never a boundary.
+    e = escpos.Encoder("gb18030", 58, False)
+    e.text("A\u4e2dB")
+    assert bytes(e.out()) == b"A\x1c&\xd6\xd0\x1c.B"
+    assert [e.safe_at(i) for i in range(e.n)] == [True, True, False, True, False, True, False, True]
+    u = escpos.Encoder("utf-8", 58, False)
+    u.text("\u00e9\u4e2d!")
+    assert bytes(u.out()) == "\u00e9\u4e2d!".encode()
+    assert [u.safe_at(i) for i in range(u.n)] == [True, False, True, False, False, True]
+    assert u.cols("\u00e9\u4e2d!") == 4 and u._x == 4 * 12
 
 
 def test_code128_prefixes_and_escaping() -> None:

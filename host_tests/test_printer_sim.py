@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sim_power
 import sim_printer
 
-from posguard import receipt
+from posguard import escpos, receipt
 from posguard_tools.printer_world import PrinterWorld, standard_sale
 
 
@@ -57,3 +58,19 @@ def test_own_brownout_forgets_modes_and_prints_nothing() -> None:
     assert pr.resets >= 1
     assert not [r for r in pr.printed if r[0] == "text"]
     assert pr.cn  # back in its power-on Chinese mode
+
+
+@pytest.mark.parametrize("text", ["\u1100" * 17, "\ufe50" * 17, "\uffe0" * 17])
+def test_utf8_printer_draws_what_the_firmware_counts_as_wide(text: str) -> None:
+    # The simulated printer's widths are the firmware's (escpos.is_wide): 17 wide glyphs are 34 columns,
+    # more than a 58 mm line (32), so the printer wraps once. The simulator's old list of its own had no
+    # Hangul Jamo, small forms or fullwidth signs and drew them narrow: no wrap.
+    w = PrinterWorld("pos-2s", encoding="utf-8", rx_buffer=256)  # the whole line in the buffer at once
+    try:
+        assert escpos.Encoder("utf-8", 58, False).cols(text) == 34
+        w.printer.receive(text.encode() + b"\n", w.clock.now_us())
+        w.clock.advance_ms(5000)
+        assert w.printer.dropped == 0 and len(w.printer.printed) == 2
+        assert w.printer.auto_wraps == 1
+    finally:
+        w.close()

@@ -133,3 +133,17 @@ def test_missing_key_and_bad_copy() -> None:
         receipt.layout(sale, 32, e.char_cols)
     with pytest.raises(receipt.SaleError, match="copy"):
         receipt.layout(SALE, 32, e.char_cols, "triplicate")
+
+
+@pytest.mark.parametrize(
+    ("name", "lang"),
+    [("Latte", "en"), ("\u62ff\u94c1", "zh"), ("\uac00\ube44", "zh"), ("\U0001f600 Cake", "en"), ("Caf\u00e9", "en")],
+)
+def test_sale_language_follows_the_encoders_wide_characters(name: str, lang: str) -> None:
+    # printjobs picks the Chinese labels for a name with an East Asian wide character: escpos.is_wide, the
+    # one list (it was "any code point from U+2E80 up": an emoji, which the printer prints as "?", made a
+    # receipt Chinese).
+    from posguard import printjobs
+
+    s = {"id": 1, "state": "PAID", "body": {"t": "x", "i": [[name, 1, 100]]}, "approval": "card:0000:A"}
+    assert printjobs.sale_for_print(s, "CNY", ["POSGUARD"])["lang"] == lang

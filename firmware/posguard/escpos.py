@@ -67,13 +67,17 @@ def paper_dots(paper_mm):
 
 
 def is_wide(cp):
-    # Characters a UTF-8 printer draws double width (East Asian Wide/Fullwidth blocks).
+    # Characters a UTF-8 printer draws double width: the East Asian Wide/Fullwidth blocks (UAX #11), the
+    # one list in the tree (docs/reference/escpos.md, "Character width"; the simulated printer and the
+    # receipt pictures use it too).
     return (
         (0x1100 <= cp <= 0x115F)
         or (0x2E80 <= cp <= 0xA4CF)
+        or (0xA960 <= cp <= 0xA97F)
         or (0xAC00 <= cp <= 0xD7A3)
         or (0xF900 <= cp <= 0xFAFF)
-        or (0xFE30 <= cp <= 0xFE4F)
+        or (0xFE10 <= cp <= 0xFE19)
+        or (0xFE30 <= cp <= 0xFE6F)
         or (0xFF00 <= cp <= 0xFF60)
         or (0xFFE0 <= cp <= 0xFFE6)
     )
@@ -121,7 +125,8 @@ class Encoder:
             raise EncodeError("line too long for the %d-byte encoder buffer" % len(self.buf))
 
     def put(self, *bs):
-        """Append one indivisible item (a command, or a character's bytes)."""
+        """Append one indivisible item (a command). Builds a tuple per call, so it is for commands; text
+        goes through _put1/_put2/_put3, which allocate nothing."""
         self._room(len(bs))
         b = self.buf
         c = self.cont
@@ -132,6 +137,26 @@ class Encoder:
             c[n] = 0 if n == first else 1
             n += 1
         self.n = n
+
+    def _put1(self, a, cont=0):
+        # One byte: the first of an item (cont 0) or one continuing it (cont 1). No tuple, unlike put().
+        n = self.n
+        if n >= len(self.buf):
+            self._room(1)
+        self.buf[n] = a
+        self.cont[n] = cont
+        self.n = n + 1
+
+    def _put2(self, a, b):
+        self._room(2)  # the whole character fits, or none of it is written
+        self._put1(a)
+        self._put1(b, 1)
+
+    def _put3(self, a, b, c):
+        self._room(3)
+        self._put1(a)
+        self._put1(b, 1)
+        self._put1(c, 1)
 
     def put_bytes(self, data):
         """Append data that continues the command just put (a QR payload)."""
@@ -202,7 +227,7 @@ class Encoder:
 
     def newline(self):
         self._leave_cn()
-        self.put(LF)
+        self._put1(LF)
         self._x = 0
 
     def cut(self, partial=True):
@@ -227,12 +252,12 @@ class Encoder:
     # -- text -----------------------------------------------------------------------------------
     def _leave_cn(self):
         if self._cn:
-            self.put(FS, 0x2E)
+            self._put2(FS, 0x2E)
             self._cn = False
 
     def _enter_cn(self):
         if not self._cn:
-            self.put(FS, 0x26)
+            self._put2(FS, 0x26)
             self._cn = True
 
     def _code(self, cp):
@@ -275,11 +300,13 @@ class Encoder:
             return
         self._leave_cn()
         for _ in range(k):
-            self.put(0x20)
+            self._put1(0x20)
         self._x += k * step
 
     def text(self, s):
-        """Append s in the printer's encoding; Chinese runs are wrapped in FS & ... FS .."""
+        """Append s in the printer's encoding; Chinese runs are wrapped in FS & ... FS .. Allocates
+        nothing per character (a receipt is hundreds of them): no tuples, one GB lookup each
+        (host_tests/mpy/mpy_test_printer.py measures it on the unix port). Widths as char_cols()."""
         spaces = 0
         step = 12 * self._wmul
         for ch in s:
@@ -292,28 +319,32 @@ class Encoder:
                 spaces = 0
             if cp < 0x20 or cp == 0x7F or 0x80 <= cp < 0xA0:
                 cp = _REPLACEMENT
-            self._x += step * self.char_cols(cp)
             if cp < 0x80:
+                self._x += step
                 self._leave_cn()
-                self.put(cp)
+                self._put1(cp)
                 continue
             if cp == _YEN_HALF:
                 cp = _YEN_FULL
             if self._gb:
                 code = self._code(cp)
                 if code:
+                    self._x += 2 * step
                     self._enter_cn()
-                    self.put(code >> 8, code & 0xFF)
+                    self._put2(code >> 8, code & 0xFF)
                 else:
+                    self._x += step
                     self._leave_cn()
-                    self.put(_REPLACEMENT)
+                    self._put1(_REPLACEMENT)
             elif self.encoding == "utf-8" and cp <= 0xFFFF and not (0xD800 <= cp < 0xE000):
+                self._x += 2 * step if is_wide(cp) else step
                 if cp < 0x800:
-                    self.put(0xC0 | (cp >> 6), 0x80 | (cp & 0x3F))
+                    self._put2(0xC0 | (cp >> 6), 0x80 | (cp & 0x3F))
                 else:
-                    self.put(0xE0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3F), 0x80 | (cp & 0x3F))
+                    self._put3(0xE0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3F), 0x80 | (cp & 0x3F))
             else:
-                self.put(_REPLACEMENT)  # single-byte printers and 4-byte characters
+                self._x += step
+                self._put1(_REPLACEMENT)  # single-byte printers and 4-byte characters
         if spaces:
             self._spaces(spaces)
         self._leave_cn()
@@ -365,7 +396,7 @@ class Encoder:
             k = 2 + len(data) // 2
             self.put(GS, 0x6B, 73, k, 0x7B, 0x43)
             for i in range(0, len(data), 2):
-                self.put(int(data[i : i + 2]))
+                self._put1(int(data[i : i + 2]))
         else:
             k = 2 + len(data) + data.count("{")
             if k > 255:
@@ -373,9 +404,9 @@ class Encoder:
             self.put(GS, 0x6B, 73, k, 0x7B, 0x42)
             for ch in data:
                 c = ord(ch)
-                self.put(c)
+                self._put1(c)
                 if c == 0x7B:
-                    self.put(c)
+                    self._put1(c)
 
 
 def status_query(n):

@@ -82,14 +82,19 @@ class GBTable:
         idx = self._index
         lo = 0
         hi = self._n - 1
-        while lo <= hi:  # binary search over at most _MAX_RANGES entries: 10 steps
+        # Binary search over at most _MAX_RANGES entries: 10 steps. The u16 fields are read byte by byte,
+        # not with struct.unpack_from, which builds a tuple a step: escpos.Encoder.text() looks up every
+        # character of a receipt and must not allocate (host_tests/mpy/mpy_test_printer.py).
+        while lo <= hi:
             mid = (lo + hi) >> 1
-            first, count, entry = struct.unpack_from("<HHH", idx, mid * _RANGE)
+            o = mid * _RANGE
+            first = idx[o] | (idx[o + 1] << 8)
             if cp < first:
                 hi = mid - 1
-            elif cp >= first + count:
+            elif cp >= first + (idx[o + 2] | (idx[o + 3] << 8)):
                 lo = mid + 1
             else:
+                entry = idx[o + 4] | (idx[o + 5] << 8)
                 self._f.seek(self._data_at + (entry + cp - first) * 2)
                 two = self._two
                 if self._f.readinto(two) != 2:

@@ -47,8 +47,10 @@ def parse_approval(text):
 
 
 def _has_cjk(s):
+    # A name with an East Asian wide character gets the Chinese labels: the same ranges the encoder
+    # draws double width (escpos.is_wide), not a second list.
     for ch in s:
-        if ord(ch) >= 0x2E80:
+        if is_wide(ord(ch)):
             return True
     return False
 

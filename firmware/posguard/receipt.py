@@ -74,6 +74,10 @@ _LABELS = {
     },
 }
 
+# Read by the simulator's receipt tracker (host_tests/simhw/sim_day.py), which recognises copies, void slips
+# and payment lines by these labels: reword one here and the day report follows.
+LABELS = _LABELS
+
 _KEYS = (
     "id",
     "time",

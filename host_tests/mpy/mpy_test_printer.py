@@ -115,6 +115,41 @@ def test_encoder_wraps_chinese_runs():
     assert bytes(e.out()) == b"A\x1c&\xd6\xd0\xa3\xa4\x1c.?"
 
 
+def _text_alloc(e, line):
+    # Heap bytes one e.text(line) leaves allocated, with the collector off so garbage counts too. A
+    # warm-up call first: the first sight of a character interns it as a qstr (py/objstrunicode.c
+    # str_it_iternext), once per character, not per receipt.
+    import gc
+
+    e.clear()
+    e.text(line)
+    if not hasattr(gc, "mem_alloc"):
+        return 0  # CPython (this file collected as a module there): nothing to measure
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        e.clear()
+        e.text(line)
+        return gc.mem_alloc() - before
+    finally:
+        gc.enable()
+
+
+def test_encoding_text_allocates_nothing_per_character():
+    # escpos.Encoder.text() is the printer's hot path: hundreds of characters a receipt. Only a fixed
+    # amount per call (the string's iterator) may be allocated, however long the line: no tuple per
+    # character (the old put(*bs)), no struct tuples per GB lookup (gb.GBTable.code).
+    from posguard import escpos
+
+    line = "拿铁 Latte x2 ￥ 3000 美式咖啡 Americano, ¥ é 가 {}"
+    for encoding in ("gb18030", "gbk", "utf-8", "ascii"):
+        e = escpos.Encoder(encoding, 80, False, size=4096)
+        one = _text_alloc(e, line)
+        eight = _text_alloc(e, line * 8)
+        assert one <= 32 and eight <= one, (encoding, one, eight)
+
+
 def test_job_with_busy_flow_control():
     res, pr = _job("pos-2s")
     assert res["result"] == "printed", res

@@ -63,10 +63,40 @@ _F_REVERSAL = 4
 _F_ACKED = 8
 _STATE_CODES = ("", "OK", "LOW", "CRITICAL", "SHUTDOWN", "FAULT")
 
-# Receipt markers as the printer gets them (ASCII, or GB18030 for the Chinese labels of receipt.py).
-_DUP = (b"DUPLICATE", b"\xd6\xd8\xd3\xa1\xb8\xb1\xb1\xbe")  # 重印副本
-_VOID = (b"VOID", b"\xd7\xf7\xb7\xcf")  # 作废
-_PAID = (b"Paid by", b"\xd6\xa7\xb8\xb6\xb7\xbd\xca\xbd")  # 支付方式
+
+def receipt_markers():
+    """(copy, void, payment) markers: each the byte strings a printed line holds when it carries that
+    label of posguard/receipt.py (LABELS, without its "***" frame), in every language, as the printer
+    gets it: ASCII, GB18030 through the firmware's own table (gb.py; "?" where it has no code, like the
+    encoder) and UTF-8. Read from the firmware, so a reworded label cannot silently change the report."""
+    import sim_firmware
+
+    labels = sim_firmware.borrow("posguard.receipt").LABELS
+    gb = sim_firmware.borrow("posguard.gb")
+    table = gb.GBTable(gb.data_path(gb.DATA_FILE))
+    out = []
+    try:
+        for key in ("dup", "void", "paid"):
+            needles = []
+            for lang in labels:
+                text = labels[lang][key].strip("* ")
+                gb_bytes = bytearray()
+                for ch in text:
+                    cp = ord(ch)
+                    code = table.code(cp) if cp >= 0x80 else cp
+                    if code > 0xFF:
+                        gb_bytes.append(code >> 8)
+                    gb_bytes.append(code & 0xFF if code else 0x3F)
+                for b in (bytes(gb_bytes), text.encode()):
+                    if b not in needles:
+                        needles.append(b)
+            out.append(tuple(needles))
+    finally:
+        table.close()
+    return out
+
+
+_DUP, _VOID, _PAID = receipt_markers()
 
 
 class Connector:

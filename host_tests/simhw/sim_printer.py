@@ -18,8 +18,20 @@
 # - paper roll length and paper-out (sensor checked before each line), cover open, head too hot, cutter
 #   error, a brownout of its own (supply under the model's minimum) that resets modes and the buffer.
 # What it printed is recorded (`printed`, bounded) with raw bytes: the host decodes GB18030 and renders.
+import sim_firmware
 import sim_power
 import sim_uart
+from sim_ring import Ring
+
+# The firmware's encoder (borrowed, sim_firmware.py) for two facts the printer has from its own firmware:
+# - which characters a UTF-8 printer draws double width: escpos.is_wide, the one source of that range
+#   list (docs/reference/escpos.md, "Character width"). An independent copy here would be a second
+#   opinion on a vendor's font, not a check.
+# - the QR version a payload needs: escpos.qr_version. Not an oracle of its own on purpose: the
+#   firmware's capacity table is checked against an independent QR encoder (the pinned qrcode
+#   package) at every version boundary, host_tests/test_escpos.py; a copy here would check nothing.
+_escpos = sim_firmware.borrow("posguard.escpos")
+_is_wide = _escpos.is_wide
 
 R_DOT_OHM = 176.0  # Seiko LTP02-245: 162-198 Ohm per dot (battery-and-printer.md)
 BOOST_EFF = 0.9  # [EST] a small synchronous boost converter at 1-3 A
@@ -55,32 +67,6 @@ MODELS = {
 }
 
 
-class _Ring:
-    def __init__(self, cap):
-        self.buf = bytearray(cap)
-        self.cap = cap
-        self.head = 0
-        self.n = 0
-
-    def put(self, b):
-        self.buf[(self.head + self.n) % self.cap] = b
-        self.n += 1
-
-    def get(self):
-        b = self.buf[self.head]
-        self.head = (self.head + 1) % self.cap
-        self.n -= 1
-        return b
-
-    def clear(self):
-        self.head = 0
-        self.n = 0
-
-
-def _is_wide(cp):
-    return (0x2E80 <= cp <= 0xA4CF) or (0xAC00 <= cp <= 0xD7A3) or (0xF900 <= cp <= 0xFAFF) or (0xFF00 <= cp <= 0xFF60)
-
-
 class ThermalPrinter:
     def __init__(self, board, model=None, **overrides):
         pcfg = board.profile["printer"]
@@ -107,7 +93,7 @@ class ThermalPrinter:
         self.cutter = pcfg["cutter"]
         self.busy_pin = cfg.get("busy_pin", pcfg["busy"])
         self.busy_high = cfg.get("busy_active_high", pcfg.get("busy_active_high", True))
-        self.rx = _Ring(cfg["rx_buffer"])
+        self.rx = Ring(cfg["rx_buffer"])
         self.busy_free = cfg["busy_free"]
         self.release_free = min(cfg["rx_buffer"], 2 * cfg["busy_free"])
         self.paper_mm_left = cfg.get("paper_mm_left", 30000.0)  # [EST] a 58 mm x 30 m roll
@@ -682,7 +668,7 @@ class ThermalPrinter:
         data = self._qr
         if not data:
             return False
-        # version from the byte-mode capacity at the stored error level (same table as the firmware)
+        # version from the byte-mode capacity at the stored error level (the firmware's table, see above)
         ecc = self._qr_ecc - 0x30 if self._qr_ecc >= 0x30 else self._qr_ecc
         v = _qr_version(len(data), ecc & 3)
         modules = 17 + 4 * v
@@ -698,36 +684,10 @@ class ThermalPrinter:
         return True
 
 
-# QR model 2 byte-mode capacity, versions 1-20, levels L/M/Q/H (ISO/IEC 18004 table 7)
-_QR_CAP = (
-    (17, 14, 11, 7),
-    (32, 26, 20, 14),
-    (53, 42, 32, 24),
-    (78, 62, 46, 34),
-    (106, 84, 60, 44),
-    (134, 106, 74, 58),
-    (154, 122, 86, 64),
-    (192, 152, 108, 84),
-    (230, 180, 130, 98),
-    (271, 213, 151, 119),
-    (321, 251, 177, 137),
-    (367, 287, 203, 155),
-    (425, 331, 241, 177),
-    (458, 362, 258, 194),
-    (520, 412, 292, 220),
-    (586, 450, 322, 250),
-    (644, 504, 364, 280),
-    (718, 560, 394, 310),
-    (792, 624, 442, 338),
-    (858, 666, 482, 382),
-)
-
-
 def _qr_version(n, ecc):
-    for i in range(len(_QR_CAP)):
-        if _QR_CAP[i][ecc] >= n:
-            return i + 1
-    return 20
+    # A payload over version 20 is refused by the firmware; a printer sent one anyway draws it at least
+    # that large.
+    return _escpos.qr_version(n, ecc) or 20
 
 
 def attach(board, **overrides):

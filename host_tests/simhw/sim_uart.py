@@ -21,6 +21,7 @@
 #   garbage, as on a bench); INV_CTS flips how the CTS level is read (CTS is active-low: low = clear to send).
 import sim_board
 import sim_clock
+from sim_ring import Ring
 
 _HW_FIFO = 128  # ESP32 UART hardware FIFO length in bytes (ESP32 TRM, "UART FIFO")
 _FREEZE_LIMIT_US = 600 * 1000000  # a blocked write with no watchdog: report a hang after 10 min virtual
@@ -36,55 +37,6 @@ def _wires(board):
     return w
 
 
-class _Ring:
-    """A fixed-size byte FIFO (MicroPython's bytearray cannot delete items, so no slicing tricks)."""
-
-    def __init__(self, cap):
-        self.buf = bytearray(cap)
-        self.cap = cap
-        self.head = 0
-        self.n = 0
-
-    def __len__(self):
-        return self.n
-
-    def free(self):
-        return self.cap - self.n
-
-    def clear(self):
-        self.head = 0
-        self.n = 0
-
-    def put(self, b):
-        self.buf[(self.head + self.n) % self.cap] = b
-        self.n += 1
-
-    def put_from(self, mv, start, k):
-        for i in range(start, start + k):
-            self.put(mv[i])
-
-    def get(self):
-        b = self.buf[self.head]
-        self.head = (self.head + 1) % self.cap
-        self.n -= 1
-        return b
-
-    def peek(self, i):
-        return self.buf[(self.head + i) % self.cap]
-
-    def take(self, k):
-        out = bytearray(k)
-        for i in range(k):
-            out[i] = self.get()
-        return bytes(out)
-
-    def index(self, byte):
-        for i in range(self.n):
-            if self.peek(i) == byte:
-                return i
-        return -1
-
-
 class Wire:
     """One UART port of a board: its TX queue, the wire timing and the RX FIFO. Outlives UART objects
     (a reset drops the firmware's UART object; the port's listener stays on the world clock)."""
@@ -95,13 +47,13 @@ class Wire:
         self.owner = None  # the live machine.UART; None after a reset or deinit
         self.frame_ns = 1041667  # 9600 8N1 until init() says otherwise
         self.tx_cap = _HW_FIFO
-        self.txq = _Ring(_HW_FIFO)
+        self.txq = Ring(_HW_FIFO)
         self.next_free_ns = 0  # when the wire can start the next frame
         self.cts_pin = None
         self.flow_cts = False
         self.inv = 0
         self.rx_cap = 256
-        self.rxq = _Ring(257)
+        self.rxq = Ring(257)
         self.rx_pending = []  # [ready_ns, byte] in arrival order, not yet in the FIFO
         self.rx_dropped = 0
         self.tx_bytes = 0
@@ -116,10 +68,10 @@ class Wire:
         self.frame_ns = frame_bits * 1000000000 // baud
         self.tx_cap = _HW_FIFO + (txbuf if txbuf > _HW_FIFO else 0)
         if self.txq.cap != self.tx_cap:
-            self.txq = _Ring(self.tx_cap)
+            self.txq = Ring(self.tx_cap)
         self.rx_cap = rxbuf
         if self.rxq.cap != rxbuf:
-            self.rxq = _Ring(rxbuf)
+            self.rxq = Ring(rxbuf)
         self.cts_pin = cts
         self.flow_cts = bool(flow & UART.CTS) and cts is not None
         self.inv = invert

@@ -8,11 +8,14 @@ system (Debian: fonts-wqy-zenhei or fonts-noto-cjk); without one they come out a
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
+
+from posguard_tools import paths
 
 CELL_H = 24
 LATIN_W = 12
@@ -44,16 +47,12 @@ def find_font() -> tuple[str | None, str]:
 
 
 def _is_wide(ch: str) -> bool:
-    cp = ord(ch)
-    return (
-        0x1100 <= cp <= 0x115F
-        or 0x2E80 <= cp <= 0xA4CF
-        or 0xAC00 <= cp <= 0xD7A3
-        or 0xF900 <= cp <= 0xFAFF
-        or 0xFE30 <= cp <= 0xFE4F
-        or 0xFF00 <= cp <= 0xFF60
-        or 0xFFE0 <= cp <= 0xFFE6
-    )
+    # What the printer draws double width is the firmware's own range list (escpos.is_wide), so the picture
+    # and the firmware's layout can never disagree about a column. Loaded on first use: importing this
+    # module does not put the firmware on sys.path.
+    paths.use_simulated_hardware()  # the firmware's modules and the micropython.const they use
+    escpos: Any = importlib.import_module("posguard.escpos")
+    return bool(escpos.is_wide(ord(ch)))
 
 
 def decode_segment(raw: bytes, chinese_mode: bool, encoding: str) -> list[tuple[str, int]]:
