@@ -35,15 +35,24 @@ _MAX_APPEND_TRIES = const(3)  # pages skipped after a failed read-back before gi
 _HDR_PAYLOAD = "<II"  # T_ERASED payload: highest erase count known, seq floor
 _CK_FMT = "<II"  # CHECKPOINT payload head: seq floor, highest erase count known; then the sale entries
 _CK_HEAD = const(8)
+_SCAN_OURS = const(1)  # _classify_sector: the sector has a valid erase header (ours, maybe retired)
+_SCAN_BLANK = const(2)  # _classify_sector: the sector was never written
+
+# ioctl operations of MicroPython's block device protocol (docs/reference/storage.md; upstream
+# micropython docs/library/vfs.rst:280-285 "Block devices", os.rst in older releases; extmod/vfs.h:53-55
+# MP_BLOCKDEV_IOCTL_BLOCK_*; answered by esp32.Partition in ports/esp32/esp32_partition.c:260-264).
+_IOCTL_BLOCK_COUNT = const(4)
+_IOCTL_BLOCK_SIZE = const(5)
+_IOCTL_BLOCK_ERASE = const(6)
 
 
 class Journal:
     def __init__(self, part):
         self.part = part
-        bs = part.ioctl(5, 0)
+        bs = part.ioctl(_IOCTL_BLOCK_SIZE, 0)
         if bs != SECTOR:
             raise R.JournalError("corrupt", "journal partition needs block_size 4096, has %s" % bs)
-        self.nsec = part.ioctl(4, 0)
+        self.nsec = part.ioctl(_IOCTL_BLOCK_COUNT, 0)
         if self.nsec < 4 or self.nsec * PAGES > NONE_PG:
             raise R.JournalError("corrupt", "journal partition must have 4..4095 sectors, has %d" % self.nsec)
         self.wbuf = bytearray(R.PAGE)  # records are built here (preallocated: no allocation per commit)
@@ -127,6 +136,140 @@ class Journal:
             raise R.JournalError("flash_fault", "page program at page %d failed: %s" % (pg, e))
 
     # -- mount ------------------------------------------------------------------------------------
+    # mount() runs five bounded steps; each one owns one kind of damage (docs/journal.md, "Mount"):
+    #   _scan_sectors       pages 0-2 of every sector: kind, age and generation (bad headers, torn or
+    #                       damaged first records, lost erase counts)
+    #   _choose_generation  the used sectors of the newest generation above the floor, oldest first
+    #                       (stale generations, a format that was cut, foreign content)
+    #   _find_checkpoint    the newest readable checkpoint, walking back (a damaged one costs a sector)
+    #   _replay_records     the checkpoint and every later record, in order (damaged pages reported)
+    #   _close_tail         the active sector, the torn tail and the sectors the replayed floor reclaimed
+    def mount(self, replay):
+        """Find the active sector and replay the newest checkpoint and every later record through
+        replay(pg, h, payload) (h None: a damaged page; payload is then the sale id it probably named).
+
+        Reads pages 0-2 of every sector, the whole of a sector whose first record pages are damaged,
+        the record headers walked back to the newest checkpoint, and every sector from that checkpoint
+        on: one sector when idle() ran since the last sector change. Never raises for torn or corrupt
+        content. Sets self.state; returns it.
+        """
+        start = self.bytes_read
+        self._begin_mount()
+        gens = [0] * self.nsec  # per sector: generation of its first record (of its header, for a spare)
+        ours, blank, torn_seq = self._scan_sectors(gens)
+        order = self._choose_generation(gens, ours, blank)
+        if order:
+            last_nb = self._replay_records(order, self._find_checkpoint(order), replay)
+            if last_nb >= 0:
+                self._close_tail(order[-1], last_nb, torn_seq)
+        self.mount_bytes_read = self.bytes_read - start
+        return self.state
+
+    def _begin_mount(self):
+        # Damage counts and marks describe what this mount reads, nothing older.
+        self.mounted = False
+        self.active = -1
+        self.corrupt = 0
+        self.corrected = 0
+        for i in range(len(self.bad)):
+            self.bad[i] = 0
+            self.fixd[i] = 0
+
+    def _scan_sectors(self, gens):
+        """Step 1: classify every sector (one pass, pages 0-2 each: the same reads whatever the fill).
+        Sets kind, sseq, start, gens, the erase counts, floor, count_known and max_gen. Returns
+        (ours, blank, torn_seq): sectors with a valid erase header, sectors never written, and the
+        highest sequence number in the intact header of a torn page."""
+        self.floor = 0  # raised by the erase headers only (a checkpoint's floor comes with the replay)
+        self.count_known = 0
+        self.max_gen = 0
+        ours = 0
+        blank = 0
+        torn_seq = 0
+        for s in range(self.nsec):  # bounded: one pass over the sectors
+            found, torn_seq = self._classify_sector(s, gens, torn_seq)
+            if found == _SCAN_OURS:
+                ours += 1
+            elif found == _SCAN_BLANK:
+                blank += 1
+        for s in range(self.nsec):  # a lost header: the highest count known, never lower than before
+            if self.kind[s] == K_DIRTY and self.erase_counts[s] < self.count_known:
+                self.erase_counts[s] = self.count_known
+        self.seq = max(self.seq, self.floor - 1)
+        return ours, blank, torn_seq
+
+    def _classify_sector(self, s, gens, torn_seq):
+        """Kind, age and generation of sector s from its pages 0-2 (the whole sector only when its
+        first record pages are damaged). Returns (found, torn_seq): found is _SCAN_OURS (a valid erase
+        header), _SCAN_BLANK (never written) or 0; torn_seq is raised by a torn page 1 or 2."""
+        pg0 = s * PAGES
+        self._read(pg0)
+        h0 = self._decode(pg0)
+        b0 = h0 is None and R.is_blank(self.rbuf)
+        hgen = -1
+        found = 0
+        if h0 is not None and (h0[0] == R.T_ERASED or h0[0] == R.T_RETIRED):
+            found = _SCAN_OURS
+            hgen = h0[6]
+            self._note_erase_header(s, h0)
+            if h0[0] == R.T_RETIRED:
+                self.kind[s] = K_RETIRED
+                return found, torn_seq
+        self.kind[s] = K_DIRTY
+        self.start[s] = PAGES
+        # Pages 1 and 2 of every sector (a spare taken after a mount starts at page 2): the same
+        # reads whatever the fill.
+        self._read(pg0 + 1)
+        h1 = self._decode(pg0 + 1)
+        b1 = h1 is None and R.is_blank(self.rbuf)
+        t1 = -1  # page 1's record type, sequence and generation (rbuf is read again below)
+        seq1 = gen1 = 0
+        if h1 is not None:
+            t1, seq1, gen1 = h1[0], h1[3], h1[6]
+        elif not b1:
+            torn_seq = self._torn_seq(torn_seq)
+        self._read(pg0 + 2)
+        h2 = self._decode(pg0 + 2)
+        b2 = h2 is None and R.is_blank(self.rbuf)
+        if h2 is None and not b2:
+            torn_seq = self._torn_seq(torn_seq)
+        seq = -1
+        gen = 0
+        last = 0 if b1 else 1
+        if t1 >= R.T_CHECKPOINT:
+            seq, gen = seq1, gen1
+        elif h2 is not None and h2[0] >= R.T_CHECKPOINT:
+            seq, gen = h2[3], h2[6]
+        elif b1 and b2:
+            if b0:
+                return _SCAN_BLANK, torn_seq
+        else:
+            # The first record pages are damaged: the sector's age never hinges on them.
+            seq, gen, last = self._first_valid(s, 3)
+            if last < 3:
+                last = 1 if b2 else 2
+        if seq >= 0:
+            self.kind[s] = K_USED
+            self.sseq[s] = seq
+            gens[s] = gen
+        elif hgen >= 0 and h0[0] == R.T_ERASED and last + 2 < PAGES:
+            self.kind[s] = K_SPARE  # page last + 1 may hold a program cut blank: never reused
+            self.start[s] = last + 2
+            gens[s] = hgen
+        return found, torn_seq
+
+    def _note_erase_header(self, s, h0):
+        # An erase header (rbuf) carries the sector's erase count, the highest count and the floor
+        # known when it was written, and the format generation it was erased into.
+        self.max_gen = max(self.max_gen, h0[6])
+        if self.erase_counts[s] < h0[4]:
+            self.erase_counts[s] = h0[4]
+        self.count_known = max(self.count_known, h0[4])
+        if h0[5] >= 8:
+            known, hfloor = struct.unpack_from(_HDR_PAYLOAD, self.rbuf, R.PAYLOAD_AT)
+            self.count_known = max(self.count_known, known)
+            self.floor = max(self.floor, hfloor)
+
     def _torn_seq(self, best):
         """max(best, the sequence in rbuf's header when only the header of the page still checks)."""
         hh = R.decode_header(self.rbuf)
@@ -152,127 +295,53 @@ class Journal:
                 gen = h[6]
         return seq, gen, last
 
-    def mount(self, replay):
-        """Find the active sector and replay the newest checkpoint and every later record through
-        replay(pg, h, payload) (h None: a damaged page; payload is then the sale id it probably named).
-
-        Reads pages 0-1 of every sector (page 2 too of a sector whose page 1 is blank), the whole of a
-        sector whose first record page is damaged, and the sectors from the newest checkpoint on:
-        one sector when idle() ran since the last sector change. Never raises for torn or corrupt
-        content. Sets self.state; returns it.
-        """
-        start = self.bytes_read
-        self.mounted = False
-        self.active = -1
-        self.corrupt = 0
-        self.corrected = 0
-        for i in range(len(self.bad)):
-            self.bad[i] = 0
-            self.fixd[i] = 0
-        nsec = self.nsec
-        gens = [0] * nsec
-        floor = 0
-        top = 0
-        hdr_gen = 0
-        ours = 0
-        blank = 0
-        torn_seq = 0  # highest sequence in the intact header of a torn first record page
-        for s in range(nsec):  # bounded: one pass over the sectors
-            pg0 = s * PAGES
-            self._read(pg0)
-            h0 = self._decode(pg0)
-            b0 = h0 is None and R.is_blank(self.rbuf)
-            hgen = -1
-            if h0 is not None and h0[0] in (R.T_ERASED, R.T_RETIRED):
-                ours += 1
-                hgen = h0[6]
-                hdr_gen = max(hdr_gen, hgen)
-                if self.erase_counts[s] < h0[4]:
-                    self.erase_counts[s] = h0[4]
-                top = max(top, h0[4])
-                if h0[5] >= 8:
-                    known, hfloor = struct.unpack_from(_HDR_PAYLOAD, self.rbuf, R.PAYLOAD_AT)
-                    top = max(top, known)
-                    floor = max(floor, hfloor)
-                if h0[0] == R.T_RETIRED:
-                    self.kind[s] = K_RETIRED
-                    continue
-            self.kind[s] = K_DIRTY
-            self.start[s] = PAGES
-            # Pages 1 and 2 of every sector (a spare taken after a mount starts at page 2): the same
-            # reads whatever the fill.
-            self._read(pg0 + 1)
-            h1 = self._decode(pg0 + 1)
-            b1 = h1 is None and R.is_blank(self.rbuf)
-            if h1 is not None:
-                h1 = (h1[0], h1[3], h1[6])  # rbuf is read again below
-            elif not b1:
-                torn_seq = self._torn_seq(torn_seq)
-            self._read(pg0 + 2)
-            h2 = self._decode(pg0 + 2)
-            b2 = h2 is None and R.is_blank(self.rbuf)
-            if h2 is None and not b2:
-                torn_seq = self._torn_seq(torn_seq)
-            seq = -1
-            gen = 0
-            last = 0 if b1 else 1
-            if h1 is not None and h1[0] >= R.T_CHECKPOINT:
-                seq, gen = h1[1], h1[2]
-            elif h2 is not None and h2[0] >= R.T_CHECKPOINT:
-                seq, gen = h2[3], h2[6]
-            elif b1 and b2:
-                if b0:
-                    blank += 1
-                    continue
-            else:
-                # The first record pages are damaged: the sector's age never hinges on them.
-                seq, gen, last = self._first_valid(s, 3)
-                if last < 3:
-                    last = 1 if b2 else 2
-            if seq >= 0:
-                self.kind[s] = K_USED
-                self.sseq[s] = seq
-                gens[s] = gen
-            elif hgen >= 0 and h0[0] == R.T_ERASED and last + 2 < PAGES:
-                self.kind[s] = K_SPARE  # page last + 1 may hold a program cut blank: never reused
-                self.start[s] = last + 2
-                gens[s] = hgen
-        for s in range(nsec):  # a lost header: the highest count known, never lower than before
-            if self.kind[s] == K_DIRTY and self.erase_counts[s] < top:
-                self.erase_counts[s] = top
-        self.max_gen = hdr_gen
-        self.floor = floor
-        self.count_known = top
-        self.seq = max(self.seq, floor - 1)
+    def _choose_generation(self, gens, ours, blank):
+        """Step 2: the used sectors to replay, oldest first: those above the floor of the newest
+        generation that holds a record. Anything else becomes dirty. None (self.state says why)
+        when there is nothing to replay: blank, a format that was cut, or foreign content."""
         rec_gen = 0
-        for s in range(nsec):
+        for s in range(self.nsec):
             if self.kind[s] == K_USED:
-                if self.sseq[s] < floor:
+                if self.sseq[s] < self.floor:
                     self.kind[s] = K_DIRTY  # reclaimed: an erase that was cut left it readable
                 else:
                     rec_gen = max(rec_gen, gens[s])
-        self.mount_bytes_read = self.bytes_read - start
         order = self._used_of_gen(rec_gen, gens) if rec_gen else []
         if not order:
-            if blank == nsec:
+            if blank == self.nsec:
                 self.state = "blank"
-            elif ours or blank >= nsec - 1:
+            elif ours or blank >= self.nsec - 1:
                 # Our erase headers and no live record anywhere (every sector with a non-blank record
                 # page was read through): a format that was cut. Foreign content is never formatted.
                 self.state = "not_formatted"
             else:
                 self.state = "corrupt"
-            return self.state
+            return None
         self.gen = rec_gen
-        if hdr_gen > rec_gen:
+        if self.max_gen > rec_gen:
             self.state = "not_formatted"  # a newer format began and did not finish
-            return self.state
-        for s in range(nsec):  # anything of another generation is stale
+            return None
+        for s in range(self.nsec):  # anything of another generation is stale
             if self.kind[s] == K_SPARE and gens[s] != rec_gen:
                 self.kind[s] = K_DIRTY
-        # Walk back from the newest sector to the newest checkpoint (bounded: the used sectors).
+        return order
+
+    def _used_of_gen(self, gen, gens):
+        out = []
+        for s in range(self.nsec):
+            if self.kind[s] == K_USED:
+                if gens[s] == gen:
+                    out.append(s)
+                else:
+                    self.kind[s] = K_DIRTY
+        out.sort(key=lambda s: self.sseq[s])
+        return out
+
+    def _find_checkpoint(self, order):
+        """Step 3: page of the newest readable checkpoint, walking back from the newest sector
+        (bounded: the used sectors, 16-byte headers); -1 when none is readable (then every used
+        sector is replayed from an empty state). A checkpoint damaged beyond correction is passed by."""
         ck = -1
-        first = 0
         i = len(order) - 1
         while i >= 0 and ck < 0:
             s = order[i]
@@ -282,11 +351,16 @@ class Journal:
                     h = self.read_record(s * PAGES + p)
                     if h is not None and h[0] == R.T_CHECKPOINT:
                         ck = s * PAGES + p
-            first = i
             i -= 1
-        if ck < 0:
-            first = 0  # no readable checkpoint: replay every live sector from an empty state
         self.ck_active = ck >= 0 and ck // PAGES == order[-1]
+        return ck
+
+    def _replay_records(self, order, ck, replay):
+        """Step 4: replay the checkpoint at page ck and every later record, in sequence order, through
+        replay(). A damaged page is reported (its probable sale id), never trusted; a record not newer
+        than the one before is skipped. Returns the last non-blank page of the newest sector, or -1
+        when a FORMAT record says the journal is not formatted (self.state set)."""
+        first = order.index(ck // PAGES) if ck >= 0 else 0
         last_seq = -1
         last_nb = 0
         for i in range(first, len(order)):  # bounded: the sectors from the newest checkpoint on
@@ -315,8 +389,7 @@ class Journal:
                     self.seq = h[3]
                 if h[0] == R.T_FORMAT:
                     self.state = "not_formatted"
-                    self.mount_bytes_read = self.bytes_read - start
-                    return self.state
+                    return -1
                 if h[0] == R.T_CHECKPOINT and h[5] >= _CK_HEAD:
                     f, c = struct.unpack_from(_CK_FMT, self.rbuf, R.PAYLOAD_AT)
                     self.floor = max(self.floor, f)
@@ -325,7 +398,12 @@ class Journal:
                     replay(pg, h, None)  # the header checks, the payload is lost: the state still counts
                     continue
                 replay(pg, h, self.payload(h)[_CK_HEAD:] if h[0] == R.T_CHECKPOINT else self.payload(h))
-        self.active = order[-1]
+        return last_nb
+
+    def _close_tail(self, active, last_nb, torn_seq):
+        """Step 5: make the newest sector the active one, keep clear of what a cut may have left at the
+        tail, and drop the sectors the replayed floor says were reclaimed. The journal is mounted."""
+        self.active = active
         # A torn page outside the replayed sectors (the first page of a spare a commit had just
         # taken) may hold a sequence number in its intact header: never hand that number out again,
         # or the next record there would be skipped as not newer.
@@ -335,26 +413,13 @@ class Journal:
         # of this boot skips it (a boot that programs nothing wastes nothing).
         self.next_page = min(PAGES, last_nb + 1)
         self.skip_due = True
-        for s in range(nsec):  # sectors a checkpoint's floor says were reclaimed
-            if self.kind[s] == K_USED and self.sseq[s] < self.floor and s != self.active:
+        for s in range(self.nsec):  # sectors a checkpoint's floor says were reclaimed
+            if self.kind[s] == K_USED and self.sseq[s] < self.floor and s != active:
                 self.kind[s] = K_DIRTY
             if self.kind[s] == K_DIRTY and self.erase_counts[s] < self.count_known:
                 self.erase_counts[s] = self.count_known  # its header is lost: never count it lower
-        self.mount_bytes_read = self.bytes_read - start
         self.mounted = True
         self.state = "ok"
-        return self.state
-
-    def _used_of_gen(self, gen, gens):
-        out = []
-        for s in range(self.nsec):
-            if self.kind[s] == K_USED:
-                if gens[s] == gen:
-                    out.append(s)
-                else:
-                    self.kind[s] = K_DIRTY
-        out.sort(key=lambda s: self.sseq[s])
-        return out
 
     # -- append -----------------------------------------------------------------------------------
     def append(self, rtype, state, flags, sale_id, payload):
@@ -458,7 +523,7 @@ class Journal:
                 pass  # no room: the count of a lost header is then the highest written down
             self.erase_counts[s] = count - 1
         try:
-            self.part.ioctl(6, s)
+            self.part.ioctl(_IOCTL_BLOCK_ERASE, s)
         except OSError as e:
             raise R.JournalError("flash_fault", "erase of sector %d failed: %s" % (s, e))
         self.erase_counts[s] = count

@@ -103,13 +103,13 @@ class Partition:
         f.program(s * _NATIVE_BLOCK, cache)
 
     def ioctl(self, cmd, arg):
-        if cmd in (1, 2, 3):  # init, deinit, sync
+        if cmd in (sim_flash.IOCTL_INIT, sim_flash.IOCTL_DEINIT, sim_flash.IOCTL_SYNC):
             return 0
-        if cmd == 4:  # block count
+        if cmd == sim_flash.IOCTL_BLOCK_COUNT:
             return self._flash.size // self._bs
-        if cmd == 5:  # block size
+        if cmd == sim_flash.IOCTL_BLOCK_SIZE:
             return self._bs
-        if cmd == 6:  # erase one block (native 4 KiB blocks only)
+        if cmd == sim_flash.IOCTL_BLOCK_ERASE:  # native 4 KiB blocks only
             if self._bs != _NATIVE_BLOCK:
                 return -22  # -EINVAL, as esp32_partition.c answers for small blocks
             self._flash.erase_sector(arg)

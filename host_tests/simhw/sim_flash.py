@@ -41,6 +41,16 @@ PROGRAM_MODES = ("none", "prefix", "suffix", "spread", "all_but_one", "all_but_t
 # What a cut sector erase leaves.
 ERASE_MODES = ("unchanged", "zeros", "random", "pages", "bits", "weak", "all")
 
+# ioctl operations of MicroPython's block device protocol, answered by BlockDevice here and by
+# esp32.Partition (upstream micropython extmod/vfs.h:50-55 MP_BLOCKDEV_IOCTL_*, docs/library/vfs.rst:
+# 277-285, ports/esp32/esp32_partition.c:254-264; docs/reference/storage.md).
+IOCTL_INIT = 1
+IOCTL_DEINIT = 2
+IOCTL_SYNC = 3
+IOCTL_BLOCK_COUNT = 4
+IOCTL_BLOCK_SIZE = 5
+IOCTL_BLOCK_ERASE = 6
+
 OP_PROGRAM = "program"
 OP_ERASE = "erase"
 
@@ -660,13 +670,13 @@ class BlockDevice:
         self.flash.program(n * SECTOR + offset, buf)
 
     def ioctl(self, op, arg):
-        if op in (1, 2, 3):
+        if op in (IOCTL_INIT, IOCTL_DEINIT, IOCTL_SYNC):
             return 0
-        if op == 4:
+        if op == IOCTL_BLOCK_COUNT:
             return self.flash.sectors
-        if op == 5:
+        if op == IOCTL_BLOCK_SIZE:
             return SECTOR
-        if op == 6:
+        if op == IOCTL_BLOCK_ERASE:
             self.flash.erase_sector(arg)
             return 0
         return None
