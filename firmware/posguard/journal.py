@@ -101,19 +101,20 @@ class Journal:
         if h is None:
             if not R.is_blank(self.rbuf) and self._mark(self.bad, pg):
                 self.corrupt += 1
-        elif h[7] and self._mark(self.fixd, pg):
+        elif h[R.H_FIXED] and self._mark(self.fixd, pg):
             self.corrected += 1
         return h
 
     def read_record(self, pg, header_ok=False):
         """Decode the record at page pg into rbuf; returns the header tuple or None (blank/torn).
         header_ok: a page damaged beyond correction whose header still checks gives its header
-        (h[7] == 2: the payload is lost)."""
+        (h[R.H_FIXED] == R.PAYLOAD_LOST: the payload is lost)."""
         self._read(pg)
         h = self._decode(pg)
         if h is None and header_ok:
             h = R.decode_header(self.rbuf)
-        if h is not None and (h[6] != self.gen & 0xFFFF or h[3] < self.floor or h[0] < R.T_CHECKPOINT):
+        if h is not None and (h[R.H_GEN] != self.gen & 0xFFFF or h[R.H_SEQ] < self.floor
+                              or h[R.H_TYPE] < R.T_CHECKPOINT):
             return None
         return h
 
@@ -127,7 +128,7 @@ class Journal:
 
     def payload(self, h):
         """The payload of the record last read (a memoryview into rbuf: copy it to keep it)."""
-        return self.rmv[R.PAYLOAD_AT : R.PAYLOAD_AT + h[5]]
+        return self.rmv[R.PAYLOAD_AT : R.PAYLOAD_AT + h[R.H_LEN]]
 
     def _program(self, pg, n):
         try:
@@ -273,7 +274,7 @@ class Journal:
     def _torn_seq(self, best):
         """max(best, the sequence in rbuf's header when only the header of the page still checks)."""
         hh = R.decode_header(self.rbuf)
-        return hh[3] if hh is not None and hh[3] > best else best
+        return hh[R.H_SEQ] if hh is not None and hh[R.H_SEQ] > best else best
 
     def _first_valid(self, s, p0):
         """(seq, gen, last non-blank page) of sector s from page p0 on; seq -1 if no valid record.
@@ -290,9 +291,9 @@ class Journal:
                     last = p
                 continue
             last = p
-            if h[0] >= R.T_CHECKPOINT and seq < 0:
-                seq = h[3]
-                gen = h[6]
+            if h[R.H_TYPE] >= R.T_CHECKPOINT and seq < 0:
+                seq = h[R.H_SEQ]
+                gen = h[R.H_GEN]
         return seq, gen, last
 
     def _choose_generation(self, gens, ours, blank):
@@ -347,9 +348,9 @@ class Journal:
             s = order[i]
             for p in range(FIRST_REC, PAGES):  # bounded: 15 headers (all of them: flat in fill)
                 hh = self.read_header(s * PAGES + p)
-                if hh is not None and hh[0] == R.T_CHECKPOINT or hh == (0, 0):
+                if hh is not None and hh[R.H_TYPE] == R.T_CHECKPOINT or hh == (0, 0):
                     h = self.read_record(s * PAGES + p)
-                    if h is not None and h[0] == R.T_CHECKPOINT:
+                    if h is not None and h[R.H_TYPE] == R.T_CHECKPOINT:
                         ck = s * PAGES + p
             i -= 1
         self.ck_active = ck >= 0 and ck // PAGES == order[-1]
@@ -374,7 +375,8 @@ class Journal:
                     if h is not None or not R.is_blank(self.rbuf):
                         last_nb = p
                     continue
-                if h is not None and h[7] == 2 and (h[0] == R.T_CHECKPOINT or h[0] == R.T_FORMAT):
+                if (h is not None and h[R.H_FIXED] == R.PAYLOAD_LOST
+                        and (h[R.H_TYPE] == R.T_CHECKPOINT or h[R.H_TYPE] == R.T_FORMAT)):
                     h = None  # a checkpoint needs its payload; a FORMAT is never taken on a header alone
                 if h is None:
                     if not R.is_blank(self.rbuf):
@@ -382,22 +384,22 @@ class Journal:
                         replay(pg, None, R.raw_sale_id(self.rbuf))
                     continue
                 last_nb = p
-                if h[3] <= last_seq:
+                if h[R.H_SEQ] <= last_seq:
                     continue  # not newer than what was replayed: never trusted
-                last_seq = h[3]
-                if h[3] > self.seq:
-                    self.seq = h[3]
-                if h[0] == R.T_FORMAT:
+                last_seq = h[R.H_SEQ]
+                if h[R.H_SEQ] > self.seq:
+                    self.seq = h[R.H_SEQ]
+                if h[R.H_TYPE] == R.T_FORMAT:
                     self.state = "not_formatted"
                     return -1
-                if h[0] == R.T_CHECKPOINT and h[5] >= _CK_HEAD:
+                if h[R.H_TYPE] == R.T_CHECKPOINT and h[R.H_LEN] >= _CK_HEAD:
                     f, c = struct.unpack_from(_CK_FMT, self.rbuf, R.PAYLOAD_AT)
                     self.floor = max(self.floor, f)
                     self.count_known = max(self.count_known, c)
-                if h[7] == 2:
+                if h[R.H_FIXED] == R.PAYLOAD_LOST:
                     replay(pg, h, None)  # the header checks, the payload is lost: the state still counts
                     continue
-                replay(pg, h, self.payload(h)[_CK_HEAD:] if h[0] == R.T_CHECKPOINT else self.payload(h))
+                replay(pg, h, self.payload(h)[_CK_HEAD:] if h[R.H_TYPE] == R.T_CHECKPOINT else self.payload(h))
         return last_nb
 
     def _close_tail(self, active, last_nb, torn_seq):
@@ -442,7 +444,7 @@ class Journal:
             self.seq = seq
             self._program(pg, n)
             h = self.read_record(pg)
-            if h is not None and h[3] == seq:
+            if h is not None and h[R.H_SEQ] == seq:
                 return pg
         raise R.JournalError("flash_fault", "record did not verify after %d tries" % _MAX_APPEND_TRIES)
 
@@ -594,14 +596,15 @@ class Journal:
         """Sector s already erased into generation gen and still blank: mark it spare."""
         self._read(s * PAGES)
         h = R.decode(self.rbuf)
-        if h is None or h[0] != R.T_ERASED or h[6] != gen:
+        if h is None or h[R.H_TYPE] != R.T_ERASED or h[R.H_GEN] != gen:
             return False
         for p in range(1, PAGES):
             self._read(s * PAGES + p)
             if not R.is_blank(self.rbuf):
                 return False
-        if self.erase_counts[s] < h[4]:
-            self.erase_counts[s] = h[4]
+        # an erase marker carries the sector's erase count in the sale-id field
+        if self.erase_counts[s] < h[R.H_SID]:
+            self.erase_counts[s] = h[R.H_SID]
         self.kind[s] = K_SPARE
         self.start[s] = FIRST_REC + 1  # the cut may have been a program of page 1 that left it blank
         return True

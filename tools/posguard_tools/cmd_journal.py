@@ -59,10 +59,15 @@ def _load(path: str) -> tuple[jf.Image, bytes] | None:
 # Run on the board, beside a live terminal: first the partition's geometry, then one call per sector
 # (the answer of one call stays a few KB: serial links and the virtual board's pty both prefer that).
 # Erased pages (all 0xFF) are not sent; the rest go 256 bytes at a time as base64 lines.
+# Block-device ioctl ops 4 (block count) and 5 (block size): docs/reference/storage.md.
 _INFO_SCRIPT = """
 import esp32
+BLOCK_COUNT, BLOCK_SIZE = 4, 5
 p = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=%r)
-print("POSGUARD-INFO %%d %%d" %% (p[0].ioctl(4, 0), p[0].ioctl(5, 0)) if p else "POSGUARD-NO-PARTITION")
+if p:
+    print("POSGUARD-INFO %%d %%d" %% (p[0].ioctl(BLOCK_COUNT, 0), p[0].ioctl(BLOCK_SIZE, 0)))
+else:
+    print("POSGUARD-NO-PARTITION")
 """
 _SECTOR_SCRIPT = """
 import esp32, binascii, sys
