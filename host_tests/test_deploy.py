@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_vboard import Vboard, start_vboard, stop_vboard
 
-from posguard_tools import deploy, deploy_heapcheck, paths
+from posguard_tools import deploy, deploy_heapcheck, mpylib, paths
 
 UNIX_PORT_MPY = 2822  # what the unix port reports (docs/reference/micropython-runtime.md)
 
@@ -201,11 +201,19 @@ def test_package_json_lists_every_firmware_file() -> None:
     assert on_disk == deploy.package_json(), "firmware/package.json is stale: regenerate it"
     listed = {dest for dest, _ in on_disk["urls"]}
     assert "posguard/__init__.py" in listed and "posguard/profile.py" in listed
+    # umqtt.simple is a declared dependency (telemetry's MQTT client), at the version the tests use.
+    assert ["umqtt.simple", mpylib.PINNED[0][1]] in on_disk["deps"]
 
 
-def test_mip_installs_the_package_on_a_virtual_board(vboard: Vboard) -> None:
-    r = vboard.mpremote("mip", "install", "--target", "lib", str(paths.FIRMWARE / "package.json"))
-    assert "Done" in r.stdout, r.stdout
+def test_mip_installs_the_package_on_a_virtual_board(vboard: Vboard, tmp_path: Path) -> None:
+    # The deps come from a local index built from the pinned install (.venv/mpy-lib): never the internet.
+    index = mpylib.mip_index(tmp_path / "mip-index")
+    r = vboard.mpremote("mip", "install", "--target", "lib", "--index", str(index), "--no-mpy",
+                        str(paths.FIRMWARE / "package.json"))
+    assert "Done" in r.stdout, r.stdout + r.stderr
+    assert f"Installing umqtt.simple ({mpylib.PINNED[0][1]}) from {index}" in r.stdout, r.stdout
     for dest, _ in json.loads((paths.FIRMWARE / "package.json").read_text())["urls"]:
         assert (vboard.fs / "lib" / dest).read_bytes() == (paths.FIRMWARE / dest).read_bytes()
+    assert (vboard.fs / "lib/umqtt/simple.py").read_bytes() == (mpylib.LIB_DIR / "umqtt/simple.py").read_bytes()
     assert vboard.exec("import posguard.profile as p; print(p.__file__)").endswith("lib/posguard/profile.py")
+    assert vboard.exec("from umqtt import simple; print(simple.__file__)").endswith("lib/umqtt/simple.py")

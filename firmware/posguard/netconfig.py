@@ -21,6 +21,9 @@ _KEYS = {
     "password": "s?",
     "queue_max": "i",
 }
+# Optional keys (absent means null). ca_file: the broker's CA certificate (DER) on the device's
+# filesystem; required with tls: a TLS session that checks no certificate keeps nobody out.
+_OPTIONAL = {"ca_file": "s?"}
 _SECRET = ("wifi_password", "password", "user")
 
 
@@ -37,6 +40,7 @@ class Config:
         self._user = net["user"]
         self._password = net["password"]
         self.queue_max = net["queue_max"]
+        self.ca_file = net.get("ca_file")
 
     def wifi_password(self):
         return self._wifi_password
@@ -95,7 +99,7 @@ def check(net):
     if not isinstance(net, dict):
         raise ValueError("profile key 'network' must be an object or null")
     for key in net:
-        if key not in _KEYS:
+        if key not in _KEYS and key not in _OPTIONAL:
             raise ValueError("unknown profile key 'network.%s'" % key)
     for key, code in _KEYS.items():
         if key not in net:
@@ -105,6 +109,9 @@ def check(net):
         v = net[key]
         if isinstance(v, str) and (len(v) > _TEXT_MAX or (key not in _SECRET and not v)):
             raise ValueError("profile key 'network.%s' must be 1-%d characters" % (key, _TEXT_MAX))
+    for key, code in _OPTIONAL.items():
+        if not _type_ok(code, net.get(key)):
+            raise ValueError("profile key 'network.%s' has the wrong type" % key)
     tid = net["terminal"]
     if len(tid) > _ID_MAX:
         raise ValueError("profile key 'network.terminal' must be 1-%d characters" % _ID_MAX)
@@ -119,6 +126,13 @@ def check(net):
     tls = parse_broker(net["broker"])[2]
     if tls != net["tls"]:
         raise ValueError("profile key 'network.tls' must be true exactly when network.broker is mqtts://")
+    ca = net.get("ca_file")
+    if tls and not ca:
+        raise ValueError("profile key 'network.ca_file' must name the broker's CA certificate when network.tls "
+                         "is true (the broker's certificate is always checked)")
+    if ca is not None and (not tls or len(ca) > _TEXT_MAX):
+        raise ValueError("profile key 'network.ca_file' must be 1-%d characters, with network.tls only"
+                         % _TEXT_MAX)
     if (net["user"] is None) != (net["password"] is None):
         raise ValueError("profile keys 'network.user' and 'network.password' go together")
     if (net["wifi_ssid"] is None) and net["wifi_password"] is not None:

@@ -31,6 +31,22 @@ _BATTERY_KEYS = ("soc_pct", "state", "soh_pct", "replace", "charger_fault", "fau
                  "warning", "temp_source", "r_growth_pct", "cycles", "charger", "temp_c")
 _LOW = ("LOW",)
 _CRITICAL = ("CRITICAL", "SHUTDOWN")
+# machine.PWRON_RESET. The ESP32 port reports a brownout (ESP_RST_BROWNOUT) as this very value, the same as
+# a power-on (micropython ports/esp32/modmachine.c:237-240), so a brownout is inferred, never read: see
+# boot_events().
+_PWRON_RESET = const(1)
+# How long after boot the battery may take to say "low": the monitor reads the state from the rested
+# pack (powermon._BOOT_REST_S, 20 s) and the policy's hysteresis; a healthy reading until then clears it.
+_BROWNOUT_WINDOW_MS = const(30000)
+
+
+def _reset_cause():
+    try:
+        import machine
+
+        return machine.reset_cause()
+    except (ImportError, AttributeError, OSError):  # a port without it (the unix port): no inference
+        return None
 
 
 def _scalar(v):
@@ -65,6 +81,7 @@ class Telemetry:
         self._health_due = t0
         self._last_key = None
         self._prev = None  # the last status snapshot's event-relevant fields
+        self._cut = None  # receipts a power-on reset cut mid-print: a brownout if the battery says so
         self._rev_due = {}  # sale id -> ticks when its reversal is published again (<= _LIST_MAX)
         self._deferred = 0
         self.published = 0
@@ -113,11 +130,33 @@ class Telemetry:
         rev = [sid for sid in voided if sid in pending]
         if voided or reprint:
             self.event("power_loss_recovered", voided=voided, reprinted=reprint, reversals=rev)
+        # A brownout cannot be told from a pulled pack by the reset cause (both PWRON_RESET). It is inferred
+        # from what a brownout leaves: a receipt cut mid-print (the journal still holds it PRINTING: the
+        # printer's peak current is what pulls a weak pack under the brownout level) and, at the battery's
+        # first reading after boot, a pack that is low or worn (observe()). A pack pulled from a healthy
+        # battery cuts the same receipt: only power_loss_recovered then.
+        if reprint and self.book is not None and _reset_cause() == _PWRON_RESET:
+            cut = []
+            for sid in reprint:
+                try:
+                    if self.book.state(sid) == "PRINTING":
+                        cut.append(sid)
+                except Exception:  # noqa: BLE001 - a damaged record: not evidence either way
+                    pass
+            if cut:
+                self._cut = cut
 
     def observe(self, st):
         """Compare a status snapshot with the last one; queue an event per transition."""
         b = st.get("battery") or {}
         p = st.get("printer") or {}
+        if self._cut is not None:
+            if b.get("state") in _LOW or b.get("state") in _CRITICAL or b.get("replace"):
+                self.event("brownout", sales=self._cut, soc_pct=_scalar(b.get("soc_pct")),
+                           state=_scalar(b.get("state")), replace=bool(b.get("replace")))
+                self._cut = None
+            elif time.ticks_diff(self._now(), self.started) > _BROWNOUT_WINDOW_MS:
+                self._cut = None  # the pack read healthy: a pulled pack, not a brownout
         cur = (b.get("state"), bool(b.get("replace")), p.get("problem"))
         prev = self._prev
         self._prev = cur

@@ -73,7 +73,9 @@ def test_network_section_checks_name_the_key_never_the_secret():
     cfg = netconfig.check(_net())
     assert (cfg.host, cfg.port, cfg.tls) == ("192.168.1.10", 1883, False)
     assert SECRET not in repr(cfg) and SECRET not in json.dumps(cfg.as_status())
-    assert netconfig.check(_net(broker="mqtts://b.example", tls=True)).port == 8883
+    assert netconfig.check(_net(broker="mqtts://b.example", tls=True, ca_file="ca.pem")).port == 8883
+    _raises(lambda: netconfig.check(_net(broker="mqtts://b.example", tls=True)), "network.ca_file")
+    _raises(lambda: netconfig.check(_net(ca_file="ca.pem")), "network.ca_file")
     _raises(lambda: netconfig.check(_net(broker="http://x")), "network.broker")
     _raises(lambda: netconfig.check(_net(broker="mqtt://u:hunter2@host")), "network.broker")
     _raises(lambda: netconfig.check(_net(tls=True)), "network.tls")

@@ -146,6 +146,8 @@ class RTC:
 
 
 def reset_cause():
+    # After a brownout this reads PWRON_RESET, as on the chip: the esp32 port maps ESP_RST_BROWNOUT to
+    # MP_PWRON_RESET (ports/esp32/modmachine.c:237-240); sim_power.PowerLoss.cause sets it.
     return _board().reset_cause
 
 

@@ -500,21 +500,27 @@ def package_json(firmware: Path = paths.FIRMWARE, version: str = "0.1.0") -> dic
     """mip's package.json for the posguard package: every file of firmware/posguard and firmware/data
     (installed as TARGET/data/, beside the package, where posguard/gb.py looks), as source, with
     URLs relative to the package.json (mip and `mpremote mip install` resolve them against its location).
-    boot.py, main.py and board.json are not in it: mip installs into /lib, a board runs them from /."""
+    boot.py, main.py and board.json are not in it: mip installs into /lib, a board runs them from /.
+    deps: the micropython-lib packages the firmware imports (mpylib.MIP_DEPS: umqtt.simple for telemetry), at
+    the version mpylib pins for the tests; mip fetches them from its index (`--index` to use another)."""
+    from posguard_tools import mpylib
+
     files = sorted(
         p.relative_to(firmware).as_posix()
         for top in ("posguard", "data")
         for p in (firmware / top).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     )
-    return {"urls": [[f, f] for f in files], "deps": [], "version": version}
+    return {"urls": [[f, f] for f in files], "deps": [list(d) for d in mpylib.MIP_DEPS], "version": version}
 
 
 def write_package_json(firmware: Path = paths.FIRMWARE) -> Path:
     path = firmware / "package.json"
     pkg = package_json(firmware)
     urls = ",\n".join("    " + json.dumps(u) for u in pkg["urls"])
-    path.write_text(f'{{\n  "urls": [\n{urls}\n  ],\n  "deps": [],\n  "version": {json.dumps(pkg["version"])}\n}}\n')
+    deps = ",\n".join("    " + json.dumps(d) for d in pkg["deps"])
+    path.write_text(f'{{\n  "urls": [\n{urls}\n  ],\n  "deps": [\n{deps}\n  ],\n'
+                    f'  "version": {json.dumps(pkg["version"])}\n}}\n')
     return path
 
 

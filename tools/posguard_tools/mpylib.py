@@ -7,12 +7,17 @@ reads the same PEP 503 simple index pip reads (PIP_INDEX_URL if set), downloads 
 checks its SHA-256 and copies the library's .py files out, as upip did on a board.
 
     python -m posguard_tools.mpylib          # install (idempotent); prints the directory
+
+The same pinned files also make a local mip index (`mip_index()`): `mpremote mip install --index DIR
+--no-mpy firmware/package.json` then resolves package.json's deps from this machine, never the internet
+(test_deploy.py does that; docs/fleet.md "umqtt.simple on a board").
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import sys
@@ -32,6 +37,10 @@ PINNED = (
         ("umqtt/simple.py",),
     ),
 )
+
+
+# firmware/package.json "deps" (mip's [package, version]): the micropython-lib names and versions of PINNED.
+MIP_DEPS = (("umqtt.simple", "1.3.4"),)
 
 
 def _index() -> str:
@@ -73,6 +82,28 @@ def install(force: bool = False) -> Path:
     if not installed():
         raise RuntimeError(f"the pinned archives lack some of {[f for *_x, fs in PINNED for f in fs]}")
     return LIB_DIR
+
+
+def mip_index(dest: Path) -> Path:
+    """A mip package index in `dest` with MIP_DEPS as source (mip's "py" flavour, the layout of
+    micropython-lib's tools/build.py: package/py/NAME/VERSION.json listing [path, sha256[:8]], the files
+    under file/HH/HASH), from the pinned local install. Returns dest (mpremote's --index)."""
+    lib = install()
+    for (name, version), (_p, pinned, _h, files) in zip(MIP_DEPS, PINNED, strict=True):
+        if version != pinned:
+            raise RuntimeError(f"MIP_DEPS {name} {version} is not the pinned {pinned}")
+        hashes = []
+        for rel in files:
+            data = (lib / rel).read_bytes()
+            short = hashlib.sha256(data).hexdigest()[:8]
+            out = dest / "file" / short[:2] / short
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+            hashes.append([rel, short])
+        pkg = dest / "package" / "py" / name
+        pkg.mkdir(parents=True, exist_ok=True)
+        (pkg / f"{version}.json").write_text(json.dumps({"hashes": hashes, "deps": [], "version": version}))
+    return dest
 
 
 def main() -> int:
