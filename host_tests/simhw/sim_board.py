@@ -175,14 +175,18 @@ class Board:
             self.resets.pop(0)
         self.resets.append((self.clock.now_ms(), name, detail))
 
-    def boot_once(self):
-        """Run boot.py then main.py until they return or the board resets. Returns the reset, or None."""
-        import os
-
+    def power_up(self):
+        """A boot starts: counted, the world's hooks run (a UART peer re-attached...), the rail is on."""
         self.boots += 1
         for hook in self.on_boot:
             hook(self)
         self.power.on = True
+
+    def boot_once(self):
+        """Run boot.py then main.py until they return or the board resets. Returns the reset, or None."""
+        import os
+
+        self.power_up()
         # GPIO0 is a strapping pin: low at reset starts the ROM serial bootloader, not MicroPython
         # (docs/reference/esp32-port.md). Nothing of the firmware runs, no watchdog.
         self.rom_download = self.pin_net(0).world_level == 0
@@ -196,11 +200,7 @@ class Board:
             # Inside the try: a pack too weak to carry even the idle load browns out here, and the
             # runner waits for it to recover like any other brownout.
             self.power.set_load("board", self.profile["power"]["idle_a"])
-            for name in ("boot.py", "main.py"):
-                path = self.firmware_dir + "/" + name
-                with open(path) as f:
-                    src = f.read()
-                exec(compile(src, path, "exec"), {"__name__": "__main__", "__file__": path})
+            run_files((self.firmware_dir + "/boot.py", self.firmware_dir + "/main.py"))
             return None
         except KeyboardInterrupt:  # Ctrl-C: MicroPython prints the traceback and stops at the REPL
             return None
@@ -304,6 +304,14 @@ class Board:
                 step = max(1, min(step, deadline_us - self.clock.now_us()))
             self.clock.advance_us(step)
         return False
+
+
+def run_files(paths):
+    """Run startup scripts as the port runs boot.py and main.py: each as __main__, in order."""
+    for path in paths:
+        with open(path) as f:
+            src = f.read()
+        exec(compile(src, path, "exec"), {"__name__": "__main__", "__file__": path})
 
 
 def _end_of_simulation():

@@ -17,11 +17,9 @@ from array import array
 
 import sim_battery
 import sim_board
-import sim_clock
-import sim_flash
 import sim_host
-import sim_power
 import sim_printer
+import sim_world
 from sim_rng import Rng
 
 _MPY = sys.implementation.name == "micropython"
@@ -99,25 +97,6 @@ def receipt_markers():
 _DUP, _VOID, _PAID = receipt_markers()
 
 
-class Connector:
-    """The pack's connector: pulled (no supply) or connected. Wraps the battery as the rail source, and
-    counts the charge that left the pack (discharge only, Ah)."""
-
-    def __init__(self, battery):
-        self.battery = battery
-        self.connected = True
-        self.discharged_ah = 0.0
-
-    def terminal_v(self, amps):
-        return self.battery.terminal_v(amps) if self.connected else 0.0
-
-    def step(self, dt_s, amps):
-        before = self.battery.drawn_ah
-        self.battery.step(dt_s, amps if self.connected else 0.0)
-        if self.battery.drawn_ah > before:
-            self.discharged_ah += self.battery.drawn_ah - before
-
-
 LOOKAHEAD_EVERY_S = 90  # the reference duty cycle's receipt spacing (tools/posguard_tools/traces/README.md)
 
 
@@ -154,34 +133,28 @@ def arrival_rate_per_h(hour):
     return 14.0
 
 
-class Day:
+class Day(sim_world.World):
     def __init__(self, profile, fs_dir, firmware_dir, hours=12.0, seed=1, cuts=3, aged=False, temp_c=25.0,
                  policy="posguard", soc=1.0, pack=None, charger=True):
-        self.profile = profile
         self.hours = hours
-        self.seed = seed
         self.rng = Rng(seed)
         self.policy = policy
-        self.clock = sim_clock.reset(0)
-        self.power = sim_power.PowerDomain(self.clock, profile["power"]["brownout_v"])
         self.fs_dir = fs_dir
         with open(fs_dir + "/board.json", "w") as f:
             f.write(json.dumps(profile))
         if policy == "naive":
             firmware_dir = _naive_entry(fs_dir, firmware_dir)
-        self.board = sim_board.Board(profile, fs_dir, firmware_dir, clock=self.clock, power=self.power, seed=seed)
+        # The world (sim_world): clock, power, board, the pack behind its connector, printer, journal, host.
+        sim_world.World.__init__(self, profile, fs_dir, firmware_dir, seed=seed)
         if pack is None:
             pack = "aged85" if aged else "fresh"  # the old --aged is the aged85 preset now
         self.pack_name = pack
         self.start_soc = soc
         self.temp_c = temp_c
-        self.battery = sim_battery.Battery.of_pack(pack, cells=profile["battery"]["cells_series"], soc=soc,
-                                                   temp_c=temp_c)
         self.charger_allowed = charger
-        self.pack = sim_battery.PackWiring(self.board, self.battery)
-        self.conn = Connector(self.battery)
-        self.power.set_source(self.conn)
-        self.printer = sim_printer.attach(self.board)
+        self.add_pack(sim_battery.Battery.of_pack(pack, cells=profile["battery"]["cells_series"], soc=soc,
+                                                  temp_c=temp_c))
+        self.add_printer()
         self.tracker = ReceiptTracker(self._commit_receipt)
         orig_record = self.printer._record
         tracker = self.tracker
@@ -195,8 +168,8 @@ class Day:
                 del printer.printed[:16]  # the tracker has seen them: keep the model's log small
 
         self.printer._record = record
-        self.flash = sim_flash.provision(self.board, seed=seed)
-        self.peer = sim_host.HostPeer(self.board)
+        self.add_journal()
+        self.peer = self.add_host()
         self.client = sim_host.HostClient(self.peer, self.clock)
         self._wrap_power_cut()
         # counters (what the cashier saw)

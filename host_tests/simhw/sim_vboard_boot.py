@@ -26,6 +26,7 @@ import sys
 
 import sim_clock
 import sim_power
+import sim_world
 
 MODE = os.getenv("POSGUARD_VBOARD_BOOT") or "full"
 RUN_DIR = os.getenv("POSGUARD_VBOARD_RUN")
@@ -51,44 +52,24 @@ class HardReset(sim_power.BoardReset):
     cause = 2  # machine.HARD_RESET
 
 
-class PackSwitch:
-    """Between the pack and the board: `power off` disconnects it (0 V, nothing drawn)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.connected = True
-
-    def terminal_v(self, amps):
-        return self.inner.terminal_v(amps) if self.connected else 0.0
-
-    def step(self, dt_s, amps):
-        if self.connected:
-            self.inner.step(dt_s, amps)
-
-
-class World:
-    """What the control channel acts on. Each part is None when its model is not available."""
+class World(sim_world.World):
+    """What the control channel acts on: the world of sim_world on the board's filesystem. The printer is
+    None when its model cannot read the profile (printer_note says why)."""
 
     def __init__(self, profile, state=None):
-        self.profile = profile
         state = state or {}
         # A soft reset starts a new VM, but the world outside the chip goes on: time, the RTC, the
         # pack, the printer and the buttons come back from RUN/world.json (save_world()).
-        self.clock = sim_clock.reset(state.get("clock_ms", 0))
-        self.power = sim_power.PowerDomain(self.clock, profile["power"]["brownout_v"])
-        import sim_board
-
         cwd = os.getcwd()
-        self.board = sim_board.Board(profile, cwd, cwd, clock=self.clock, power=self.power)
-        self.battery = None
-        self.pack = None
-        self.printer = None
-        self.flash = _journal_flash(self.board)
-        self._attach_battery()
+        sim_world.World.__init__(self, profile, cwd, cwd, clock_ms=state.get("clock_ms", 0))
+        _journal_flash(self)
+        # `power off` pulls the pack: frozen while off (rests=False), as this world has always had it.
+        import sim_battery
+
+        self.add_pack(sim_battery.Battery(cells=profile["battery"]["cells_series"]), rests=False)
+        self.switch = self.conn
         self.printer_note = self._attach_printer()
-        self.host = HostLinkPeer(self.board, profile["host"]["uart_id"])
-        self.switch = PackSwitch(self.power.source)
-        self.power.set_source(self.switch)
+        self.add_host(HostLinkPeer)
         self.service_held = False
         self._restore(state)
         # Why this VM started (the bridge says): its first boot's machine.reset_cause().
@@ -179,34 +160,18 @@ class World:
             st.update({"paper_mm": self.printer.paper_mm_left, "cover_open": self.printer.cover_open})
         return st
 
-    def _attach_battery(self):
-        try:
-            import sim_battery
-        except ImportError:
-            return  # bench supply (sim_power.IdealSupply) until the battery model exists
-        self.battery = sim_battery.Battery(cells=self.profile["battery"]["cells_series"])
-        self.pack = sim_battery.PackWiring(self.board, self.battery)
-
     def _attach_printer(self):
         try:
-            import sim_printer
-
-            self.printer = sim_printer.ThermalPrinter(self.board)
+            self.add_printer()
             return "model"
-        except ImportError:
-            return "none (sim_printer missing)"
         except (KeyError, ValueError) as e:  # a profile the printer model cannot read yet
             return "none (%s: %s)" % (type(e).__name__, e)
 
 
-def _journal_flash(b):
+def _journal_flash(w):
     """The journal partition as `posguard provision` leaves it, with the image of the last run."""
-    try:
-        import sim_flash
-    except ImportError:
-        return None
-    f = sim_flash.provision(b)
-    data = _read_image(b.profile["journal"]["label"])
+    f = w.add_journal()
+    data = _read_image(w.profile["journal"]["label"])
     if data is not None:
         if len(data) == f.size:
             f.load_image(data)
@@ -669,10 +634,7 @@ def _boot(files):
     import sim_board
 
     b = board
-    b.boots += 1
-    for hook in b.on_boot:
-        hook(b)
-    b.power.on = True
+    b.power_up()
     b.power.set_load("board", b.profile["power"]["idle_a"])
     # Strapping pins are sampled by the chip's reset, not by a soft reset (only the VM restarts then).
     chip_reset = (os.getenv("POSGUARD_VBOARD_RESET") or "start") not in ("soft", "resume")
@@ -680,11 +642,7 @@ def _boot(files):
         return "rom"
     sim_board._reset_event_loop()
     try:
-        for name in files:
-            if _exists(name):
-                with open(name) as f:
-                    src = f.read()
-                exec(compile(src, name, "exec"), {"__name__": "__main__", "__file__": name})
+        sim_board.run_files([name for name in files if _exists(name)])
         return None
     except sim_power.BoardReset as e:
         return e

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(run(args))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"posguard {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -75,10 +75,9 @@ def run(args: argparse.Namespace) -> int:
     policies = ["posguard", "naive"] if args.policy == "naive" else ["posguard"]
     reports = []
     for pol in policies:
-        bar = simday.ProgressBar(f"{pol:8s} {args.runtime}")
-        rep = simday.run_day(args.board, args.hours, args.seed, args.cuts, False, args.temp, pol, args.runtime,
-                             bar, soc=args.soc / 100.0, pack=pack, charger=not args.no_charger)
-        bar.done()
+        with simday.ProgressBar(f"{pol:8s} {args.runtime}") as bar:
+            rep = simday.run_day(args.board, args.hours, args.seed, args.cuts, False, args.temp, pol,
+                                 args.runtime, bar, soc=args.soc / 100.0, pack=pack, charger=not args.no_charger)
         reports.append(rep)
     print(report.table(reports))
     for p in report.write_outputs(reports, Path(args.out), profile):

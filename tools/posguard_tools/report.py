@@ -4,8 +4,15 @@ state of charge and the day's events) and PNGs of sample receipts as the simulat
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from rich.console import JustifyMethod
+
+from posguard_tools import tables
 
 # (label, how to get it from a report, target shown in the table)
 ROWS: list[tuple[str, str, str]] = [
@@ -90,20 +97,18 @@ def _get(rep: dict[str, Any], key: str) -> Any:
 
 
 def table(reports: list[dict[str, Any]]) -> str:
+    """The day's figures, one column per report, as plain text (tables.render: no escape codes)."""
     heads = ["", *[f"{r['policy']} ({r['runtime']})" for r in reports], "target"]
     rows = [[label, *[str(_get(r, key)) for r in reports], target] for label, key, target in ROWS]
-    widths = [max(len(str(row[i])) for row in [heads, *rows]) for i in range(len(heads))]
     first = reports[0]
     title = (f"posguard sim: board {first['board']}, {first['hours']:g} h, seed {first['seed']}, "
              f"pack {first.get('pack', 'fresh')} at {first.get('temp_c', 25):g} C, "
              f"opening charge {first.get('soc_start_pct', 100):g} %")
-    def fmt(cells: list[str]) -> str:
-        pairs = enumerate(zip(cells, widths, strict=True))
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
-
-    lines = [title, fmt(heads), "  ".join("-" * w for w in widths)]
-    lines += [fmt(row) for row in rows]
-    return "\n".join(lines)
+    # Wide enough that no cell folds (a long warning text, the naive policy's extra column).
+    width = sum(max(len(str(row[i])) for row in [heads, *rows]) + 3 for i in range(len(heads)))
+    right: JustifyMethod = "right"
+    justify: list[JustifyMethod] = ["left", *[right] * (len(heads) - 1)]
+    return tables.render(title, heads, rows, width=max(width, len(title)), justify=justify)
 
 
 def verdict(rep: dict[str, Any]) -> list[str]:
@@ -240,7 +245,20 @@ def receipt_png(sample: dict[str, Any], path: Path, columns: int = 32, encoding:
 
 
 def write_outputs(reports: list[dict[str, Any]], out: Path, profile: dict[str, Any]) -> list[Path]:
+    """report.json, battery.png and the sample receipts in `out`. Each is drawn in a scratch folder inside
+    `out` and then renamed into place, so an interrupted run leaves every file whole (old or new)."""
     out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".posguard-partial-", dir=out))
+    try:
+        drawn = _draw_outputs(reports, scratch, profile)
+        for p in drawn:
+            os.replace(p, out / p.name)
+        return [out / p.name for p in drawn]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _draw_outputs(reports: list[dict[str, Any]], out: Path, profile: dict[str, Any]) -> list[Path]:
     written = []
     main = reports[0]
     rj = out / "report.json"

@@ -5,13 +5,18 @@ the same seeded customers, the same firmware, on either runtime."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from posguard_tools import paths
 
@@ -28,6 +33,44 @@ def load_profile(board: str) -> dict[str, Any]:
     return data
 
 
+class _Interrupt:
+    """Ctrl-C while a CPython day runs: the first one asks the day to stop at its next simulated instant
+    (a clock listener ends the simulation there, as the end of the day would, so no firmware task is
+    left half-run with an exception nobody retrieves), and the run then ends with KeyboardInterrupt
+    instead of a report; a second one interrupts at once. A KeyboardInterrupt raised inside the
+    firmware would be the board's own Ctrl-C (sim_board: back to the REPL), not the host's."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def listener(self, t0_us: int, t1_us: int) -> None:
+        if self.requested:
+            import sim_power
+
+            raise sim_power.SimulationEnd("interrupted (Ctrl-C)")
+
+    def on_end(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt  # the day is over unfinished: no report
+
+    def __enter__(self) -> _Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.on_sigint)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.requested and exc_type is None:
+            raise KeyboardInterrupt  # pressed after the day's last instant: still no report
+
+
 def run_cpython(args: dict[str, Any], progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     paths.use_simulated_hardware()
     import sim_clock
@@ -41,7 +84,10 @@ def run_cpython(args: dict[str, Any], progress: Callable[[float], None] | None =
                       args["charger"])
     if progress is not None:
         day.on_progress = progress
-    rep: dict[str, Any] = day.run(args["cuts"])
+    with _Interrupt() as stop:
+        day.clock.add_listener(stop.listener)
+        day.on_end = stop.on_end
+        rep: dict[str, Any] = day.run(args["cuts"])
     return rep
 
 
@@ -52,24 +98,37 @@ def run_micropython(args: dict[str, Any], progress: Callable[[float], None] | No
         a.write_text(json.dumps(args))
         cmd = [paths.venv_bin("micropython"), "-X", f"heapsize={MPY_VM_HEAP}",
                str(paths.SIMHW / "sim_day_main.py"), str(a), str(out)]
+        # Its own session: a Ctrl-C at the terminal reaches this process only, which ends the VM (below)
+        # instead of the VM taking it for a Ctrl-C on the board's console.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=paths.micropython_env(), cwd=args["fs_dir"])
-        assert proc.stdout is not None
-        tail: list[str] = []
-        start = time.monotonic()
-        for line in proc.stdout:
-            if line.startswith("PROGRESS ") and progress is not None:
-                progress(int(line.split()[1]) / 100)
-            else:
-                tail = (tail + [line.rstrip()])[-20:]
-            if time.monotonic() - start > MPY_TIMEOUT_S:
+                                env=paths.micropython_env(), cwd=args["fs_dir"], start_new_session=True)
+        try:
+            return _follow(proc, out, progress)
+        finally:
+            if proc.poll() is None:
                 proc.kill()
-                raise RuntimeError(f"the unix-port day took longer than {MPY_TIMEOUT_S} s")
-        err = proc.stderr.read() if proc.stderr is not None else ""
-        if proc.wait() != 0 or not out.exists():
-            raise RuntimeError("the unix-port day failed:\n" + "\n".join(tail) + "\n" + err[-3000:])
-        rep: dict[str, Any] = json.loads(out.read_text())
-        return rep
+            proc.wait()
+            for f in (proc.stdout, proc.stderr):
+                if f is not None:
+                    f.close()
+
+
+def _follow(proc: subprocess.Popen[str], out: Path, progress: Callable[[float], None] | None) -> dict[str, Any]:
+    assert proc.stdout is not None
+    tail: list[str] = []
+    start = time.monotonic()
+    for line in proc.stdout:
+        if line.startswith("PROGRESS ") and progress is not None:
+            progress(int(line.split()[1]) / 100)
+        else:
+            tail = (tail + [line.rstrip()])[-20:]
+        if time.monotonic() - start > MPY_TIMEOUT_S:
+            raise RuntimeError(f"the unix-port day took longer than {MPY_TIMEOUT_S} s")
+    err = proc.stderr.read() if proc.stderr is not None else ""
+    if proc.wait() != 0 or not out.exists():
+        raise RuntimeError("the unix-port day failed:\n" + "\n".join(tail) + "\n" + err[-3000:])
+    rep: dict[str, Any] = json.loads(out.read_text())
+    return rep
 
 
 def run_day(board: str = "devkit-1s", hours: float = 12.0, seed: int = 1, cuts: int = 3, aged: bool = False,
@@ -109,25 +168,39 @@ def check_pack(pack: str) -> tuple[float, float, float]:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr (nothing when stderr is not a terminal, except the end)."""
+    """The day's progress on stderr, as a context manager: a rich progress bar on a terminal; on anything
+    else (a pipe, a CI log) one plain line every 10 %, without escape codes."""
 
-    def __init__(self, label: str, width: int = 40) -> None:
+    def __init__(self, label: str) -> None:
         self.label = label
-        self.width = width
         self.last = -1
-        self.tty = sys.stderr.isatty()
+        self._bar: Progress | None = None
+        if sys.stderr.isatty():
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                 TimeElapsedColumn(), console=Console(stderr=True))
+            self._task = self._bar.add_task(label, total=100)
+
+    def __enter__(self) -> ProgressBar:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done()
 
     def __call__(self, frac: float) -> None:
         pct = max(0, min(100, int(frac * 100)))
         if pct == self.last:
             return
         self.last = pct
-        if self.tty or pct % 10 == 0:
-            n = pct * self.width // 100
-            end = "\r" if self.tty else "\n"
-            sys.stderr.write(f"{self.label} [{'#' * n}{'.' * (self.width - n)}] {pct:3d}%{end}")
+        if self._bar is not None:
+            self._bar.update(self._task, completed=pct)
+        elif pct % 10 == 0:
+            sys.stderr.write(f"{self.label} {pct:3d}%\n")
             sys.stderr.flush()
 
     def done(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
+        """Stop the live bar (idempotent), leaving its last state on the terminal."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
