@@ -23,17 +23,20 @@ ITEMS: list[ItemLike] = [("拿铁 Latte", 1800, 2), ("Croissant", 1200)]
 
 class FirmwareLink:
     """The wire plus the terminal: write() runs the line through the firmware, read() hands out reply
-    bytes. `drop`, `damage` and `late` change what the wire does to the next replies."""
+    bytes. `drop`, `damage`, `late` and `garble` change what the wire does to the next replies (or
+    request); `chunks` records what the wire handed back after each write."""
 
     def __init__(self, world: Any, mon: FakeMonitor | None = None) -> None:
         self.cmds, self.book, self.jobs = make(world, mon)
         self.host = HostLink(None, LIM.line_max)
         self.out = bytearray()
         self.lines: list[bytes] = []
+        self.chunks: list[bytes] = []
         self.drop = 0  # replies lost on the wire
         self.damage = 0  # replies with one byte flipped
         self.late: list[bytes] = []  # replies held back, delivered before the next reply
         self.hold = 0  # replies to hold back
+        self.garble = 0  # requests damaged on the way to the terminal
         self.now = 0.0
 
     # the clock the client uses: time passes only while it waits for bytes
@@ -46,6 +49,9 @@ class FirmwareLink:
     def write(self, data: bytes) -> int:
         self.lines.append(bytes(data))
         line = bytes(data).rstrip(b"\n")
+        if self.garble:
+            self.garble -= 1
+            line = line.replace(b'"op"', b'"oq"', 1)  # the CRC no longer matches
         try:
             body, crc = self.host.unwrap(memoryview(line))
             req = validate.validate_line(bytes(body), LIM)
@@ -55,22 +61,25 @@ class FirmwareLink:
         text = json.dumps(reply).encode()
         if crc:
             text += b"*%08x" % (binascii.crc32(text) & 0xFFFFFFFF)
-        text += b"\n"
+        self.chunks.append(self._wire(text + b"\n"))
+        self.out += self.chunks[-1]
+        return len(data)
+
+    def _wire(self, text: bytes) -> bytes:
+        """What of a reply (and of replies held back before it) reaches the client now."""
         if self.drop:
             self.drop -= 1
-            return len(data)
+            return b""
         if self.damage:
             self.damage -= 1
             text = text[:5] + bytes([text[5] ^ 0x01]) + text[6:]
         if self.hold:
             self.hold -= 1
             self.late.append(text)
-            return len(data)
-        for t in self.late:
-            self.out += t
+            return b""
+        out = b"".join(self.late) + text
         self.late.clear()
-        self.out += text
-        return len(data)
+        return out
 
     def read(self, size: int = 1) -> bytes:
         if not self.out:
@@ -249,12 +258,6 @@ def test_bad_crc_reply_from_terminal_means_resend(world: Any) -> None:
     link = FirmwareLink(world)
     pos = terminal(link)
     pos.status()  # the terminal now requires CRCs
-    real_write = link.write
-
-    def corrupt_once(data: bytes) -> int:
-        link.write = real_write  # type: ignore[method-assign]
-        return real_write(data.replace(b'"op"', b'"oq"', 1))  # damaged on the wire: CRC no longer matches
-
-    link.write = corrupt_once  # type: ignore[method-assign]
+    link.garble = 1  # damaged on the wire: the CRC no longer matches
     assert pos.open_sale(60, ITEMS).state == "OPEN"
     assert pos.retries == 1 and link.host.bad_crc == 1

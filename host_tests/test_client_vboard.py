@@ -6,8 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from test_vboard import Vboard, start_vboard, stop_vboard
@@ -30,15 +31,29 @@ def vboard(tmp_path: Path) -> Iterator[Vboard]:
     stop_vboard(vb)
 
 
+T = TypeVar("T")
+
+
+def until(call: Callable[[], T], ok: Callable[[T], bool], timeout_s: float) -> T:
+    """call() again until ok(answer); a LinkTimeout (a board still booting, or off) counts as not yet."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            got = call()
+        except LinkTimeout as e:
+            last = e
+        else:
+            if ok(got):
+                return got
+            last = got
+        time.sleep(0.2)
+    pytest.fail(f"no good answer within {timeout_s} s; last: {last!r}")
+
+
 def wait_ready(pos: Terminal, timeout_s: float = 30) -> dict[str, object]:
     """The firmware answers once it has booted and opened its UART (bytes before that are lost)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return pos.status()
-        except LinkTimeout:
-            if time.monotonic() > deadline:
-                raise
+    return until(pos.status, lambda _st: True, timeout_s)
 
 
 def test_integration_example_runs_against_the_vboard(vboard: Vboard) -> None:

@@ -10,8 +10,10 @@ import signal
 import time
 from pathlib import Path
 
+from test_client_vboard import wait_ready
 from test_vboard import Vboard, start_vboard, stop_vboard
-from test_vboard_e2e import HostLink
+
+from posguard_client import Terminal
 
 
 def _start(tmp_path: Path) -> Vboard:
@@ -37,10 +39,10 @@ def _read_console(fd: int, seconds: float) -> bytes:
 
 def test_locked_board_ignores_ctrl_c_and_service_mode_opens_the_repl(tmp_path: Path) -> None:
     vb = _start(tmp_path)
-    link = HostLink(vb.host)
+    pos = Terminal(vb.host, timeout_s=5.0)
     try:
-        assert link.until({"op": "status"}, lambda r: r.get("ok") is True, timeout=40)
-        assert link.ask({"op": "open", "id": 78, "items": [{"name": "Tea", "price": 300}]})["state"] == "OPEN"  # type: ignore[index]
+        wait_ready(pos, timeout_s=40)
+        assert pos.open_sale(78, [("Tea", 300)]).state == "OPEN"
         boots = _boots(vb)
         console = os.open(vb.port, os.O_RDWR | os.O_NOCTTY)
         try:
@@ -53,8 +55,7 @@ def test_locked_board_ignores_ctrl_c_and_service_mode_opens_the_repl(tmp_path: P
             os.close(console)
         assert b">>>" not in seen and b"raw REPL" not in seen, seen
         assert _boots(vb) == boots, "Ctrl-C reset the board"
-        r = link.ask({"op": "sale", "id": 78})
-        assert r is not None and r["state"] == "OPEN", r  # still trading, the sale untouched
+        assert pos.sale(78).state == "OPEN"  # still trading, the sale untouched
 
         # The documented path: hold the service button 3 s while it trades, then release it.
         assert vb.ctl("service hold")[0].startswith("ok")
@@ -78,7 +79,7 @@ def test_locked_board_ignores_ctrl_c_and_service_mode_opens_the_repl(tmp_path: P
         assert out.splitlines()[0].strip() == "service", out
         assert "journal :" in out and "78" in out, out  # the technician sees the sale (voided at boot)
     finally:
-        link.close()
+        pos.close()
         vb.ctl("service release")
         if vb.proc.poll() is None:
             vb.proc.send_signal(signal.SIGTERM)

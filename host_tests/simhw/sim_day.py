@@ -380,8 +380,7 @@ class Day(sim_world.World):
         self.next_id += 1
         self.c["attempted"] += 1
         sale = {"id": sid, "items": items}
-        req = {"op": "open", "id": sid, "items": items, "time": self._wall()}
-        self.client.request(req, lambda r: self._after_open(sale, r))
+        self.client.open_sale(sid, items, self._wall(), lambda r: self._after_open(sale, r))
 
     def _wall(self):
         mins = int(OPENING_H * 60 + self.clock.now_us() // 60000000)
@@ -454,7 +453,7 @@ class Day(sim_world.World):
                 method = m
                 break
         sale["method"] = method
-        self.client.request({"op": "pay", "id": sale["id"], "method": method}, lambda rep: self._after_pay(sale, rep))
+        self.client.pay(sale["id"], method, lambda rep: self._after_pay(sale, rep))
 
     def _after_pay(self, sale, rep):
         if rep is None:
@@ -476,10 +475,9 @@ class Day(sim_world.World):
 
     def _approve(self, sale):
         rng = self.rng
-        req = {"op": "approve", "id": sale["id"], "auth": "%06d" % rng.randint(0, 999999)}
-        if sale["method"] == "card":
-            req["last4"] = "%04d" % rng.randint(0, 9999)
-        self.client.request(req, lambda rep: self._after_approve(sale, rep))
+        auth = "%06d" % rng.randint(0, 999999)
+        last4 = "%04d" % rng.randint(0, 9999) if sale["method"] == "card" else None
+        self.client.approve(sale["id"], auth, last4, lambda rep: self._after_approve(sale, rep))
 
     def _after_approve(self, sale, rep):
         if rep is None:
@@ -506,7 +504,7 @@ class Day(sim_world.World):
                 return self._lost_to_power(sale, rep)
             self._done()
 
-        self.client.request({"op": "decline", "id": sale["id"]}, after)
+        self.client.decline(sale["id"], None, after)
 
     def _void(self, sale, reason):
         def after(rep):
@@ -516,7 +514,7 @@ class Day(sim_world.World):
                     self._reverse(sale["id"])
             self._done()
 
-        self.client.request({"op": "void", "id": sale["id"], "reason": reason}, after)
+        self.client.void(sale["id"], reason, after)
 
     def _lost_to_power(self, sale, rep):
         # The terminal rebooted and its recovery voided the sale: reverse if needed, ring it up again.
@@ -540,7 +538,7 @@ class Day(sim_world.World):
                 self.n_acked += 1
                 self.c["reversals_acked"] += 1
 
-        self.client.request({"op": "ack_reversal", "id": sid}, after)
+        self.client.ack_reversal(sid, after)
 
     def _status_poll(self):
         def after(rep):
@@ -553,7 +551,7 @@ class Day(sim_world.World):
                     self._reverse(sid)
 
         if not self.client.busy():
-            self.client.request({"op": "status"}, after)
+            self.client.status(after)
         self._later(300, self._status_poll)
 
     def _host_reprint(self):
@@ -562,7 +560,7 @@ class Day(sim_world.World):
                 self.c["host_reprints"] += 1
                 self._flag(rep.get("id"), _F_HOST_REPRINT)
 
-        self.client.request({"op": "reprint"}, after)
+        self.client.reprint(None, after)
 
     def _bad_lines(self):
         # A buggy app build: garbage, an unknown op, and a full card number in an item name.

@@ -11,9 +11,10 @@ Kinds, i.e. the base class of each code's exception, say what a cashier app does
 - ``damaged``: the line arrived damaged; the client sends it again by itself.
 - ``later``: ask again after ``retry_after_s`` (or a moment).
 - ``bug``: the firmware failed (logged on the terminal); ask the sale's state, then retry.
-"""
 
-from __future__ import annotations
+MicroPython subset like protocol.py, which imports it inside the unix port (the simulated cashier): no
+``from __future__``, no starred list displays.
+"""
 
 import json
 
@@ -56,6 +57,14 @@ TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("JOURNAL_ERROR", "JournalError", "later", "retry; call service if it persists"),
     ("INTERNAL", "Internal", "bug", "ask the sale's state, then retry"),
 )
+
+
+def entry(code: str) -> tuple[str, str, str, str] | None:
+    """(code, exception class name, kind, what to do) of a code, None if the table lacks it."""
+    for row in TABLE:
+        if row[0] == code:
+            return row
+    return None
 
 
 def render() -> str:
@@ -108,10 +117,9 @@ def render() -> str:
     for code, name, kind, todo in TABLE:
         base = KINDS[kind][0]
         out += ["", f"class {name}({base}):", f'    code = "{code}"', f"    todo = {json.dumps(todo)}", ""]
+    out += ["", "BY_CODE: dict[str, type[Refused]] = {"]
+    out += [f"    {name}.code: {name}," for _c, name, _k, _t in TABLE]
     out += [
-        "",
-        "BY_CODE: dict[str, type[Refused]] = {",
-        *[f"    {name}.code: {name}," for _c, name, _k, _t in TABLE],
         "}",
         "",
         "",

@@ -10,32 +10,27 @@ locally (`DuplicateId`, nothing sent) a second, different request under the same
 
 Lines carry a CRC-32 by default (`crc=True`): the terminal then checks every line and answers with a CRC
 of its own, so a damaged reply is dropped (and the request retried) instead of misread.
+
+The protocol itself (lines, seq, CRC, what a reply is to the request in flight, the per-sale memory) is
+`protocol.Session`, which the simulated cashier of `make sim` drives too; this class adds the serial
+port, the clock and the typed answers.
 """
 
 from __future__ import annotations
 
-import binascii
-import hashlib
-import json
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, cast
 
-from posguard_client import errors
+from posguard_client import errors, protocol
+from posguard_client.protocol import LINE_MAX, SEQ_MAX
 
-# The terminal's caps (board profile "host", both boards; docs/terminal.md).
-LINE_MAX = 2048
 ID_MAX = 2**31 - 1
-SEQ_MAX = 2**30 - 1
 RESYNC_S = 1.0  # the terminal's idle gap (hostlink.IDLE_GAP_MS): silence that ends any partial line
-_REMEMBER = 256  # sale ids whose open/pay/approve fields the client remembers (oldest forgotten first)
 _PAGES_MAX = 100_000  # export_all: a guard against a cursor that never advances
-# Codes that, with no seq echoed, mean the terminal could not read our (always valid) line: it was
-# damaged on the wire. Resent like a lost reply.
-_DAMAGE = ("BAD_JSON", "BAD_CRC", "BAD_REQUEST", "LINE_TOO_LONG")
+T = TypeVar("T")
 
 
 class Link(Protocol):
@@ -91,31 +86,20 @@ def as_item(it: ItemLike) -> Item:
 def open_digest(items: Sequence[Item], sale_time: str | None) -> str:
     """The digest the terminal stores with an opened sale (firmware/posguard/commands.py open_digest):
     the same bytes, so the client can tell a retry from a different sale exactly as the terminal does."""
-    h = hashlib.sha256()
-    for it in items:
-        h.update(f"{it.name}\x00{it.qty}\x00{it.price}\x01".encode())
-    h.update(f"t\x00{sale_time or ''}".encode())
-    return h.digest()[:8].hex()
+    return protocol.open_digest([it.wire() for it in items], sale_time)
 
 
-def _local_refusal(cls: type[errors.Refused], msg: str, todo: str = "") -> errors.Refused:
-    return cls({"ok": False, "seq": None, "err": cls.code, "msg": msg, "do": todo or cls.todo, "local": True})
+class _FromSession(Generic[T]):
+    """An attribute of a Terminal that lives in its protocol session."""
 
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
 
-def _with_crc(line: bytes) -> bytes:
-    return line + b"*%08x" % (binascii.crc32(line) & 0xFFFFFFFF)
+    def __get__(self, obj: Terminal, objtype: type | None = None) -> T:
+        return cast(T, getattr(obj.session, self.name))
 
-
-def _split_crc(line: bytes) -> tuple[bytes, bool]:
-    """(JSON text, CRC good). A line without a CRC suffix counts as good only when crc is off."""
-    if len(line) >= 9 and line[-9:-8] == b"*":
-        body = line[:-9]
-        try:
-            want = int(line[-8:], 16)
-        except ValueError:
-            return line, False
-        return body, binascii.crc32(body) & 0xFFFFFFFF == want
-    return line, False
+    def __set__(self, obj: Terminal, value: T) -> None:
+        setattr(obj.session, self.name, value)
 
 
 class Terminal:
@@ -146,18 +130,20 @@ class Terminal:
         else:
             self.link = port
         self.timeout_s = timeout_s
-        self.attempts = attempts
-        self.crc = crc
-        self.line_max = line_max
         self.resync_s = resync_s
         self._clock = clock
         self._sleep = sleep
         # A random first seq: a late reply from a previous session of the app cannot match ours.
-        self._seq = random.randrange(1, SEQ_MAX) if first_seq is None else first_seq
+        last_seq = random.randrange(1, SEQ_MAX) if first_seq is None else first_seq
+        self.session = protocol.Session(last_seq, crc=crc, line_max=line_max, attempts=attempts)
         self._rx = bytearray()
-        self._sent: OrderedDict[tuple[str, int], str] = OrderedDict()  # (op, sale id) -> request digest
-        self.retries = 0  # requests sent again (lost or damaged replies)
-        self.stale_replies = 0  # replies to earlier attempts, dropped
+
+    # The session's settings and counters, as attributes of the terminal.
+    attempts = _FromSession[int]()
+    crc = _FromSession[bool]()
+    line_max = _FromSession[int]()
+    retries = _FromSession[int]()  # requests sent again (lost or damaged replies)
+    stale_replies = _FromSession[int]()  # replies to earlier attempts, dropped
 
     # -- context manager ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -180,43 +166,34 @@ class Terminal:
 
     def open_sale(self, sale_id: int, items: Sequence[ItemLike], sale_time: str | None = None) -> Sale:
         """A new sale, OPEN. `sale_time` "YYYY-MM-DD HH:MM" goes on the receipt (else the terminal's clock)."""
-        its = [as_item(i) for i in items]
-        req: dict[str, Any] = {"op": "open", "id": sale_id, "items": [i.wire() for i in its]}
-        if sale_time is not None:
-            req["time"] = sale_time
-        return self._sale(req, remember=("open", open_digest(its, sale_time), "items"))
+        return self._sale(*protocol.open_request(sale_id, [as_item(i).wire() for i in items], sale_time))
 
     def pay(self, sale_id: int, method: str) -> Sale:
         """OPEN -> PAYMENT_PENDING (`card`, `qr` or `cash`): journaled before the payment request goes out."""
-        return self._sale({"op": "pay", "id": sale_id, "method": method}, remember=("pay", method, "payment method"))
+        return self._sale(*protocol.pay_request(sale_id, method))
 
     def approve(self, sale_id: int, auth: str, last4: str | None = None) -> Sale:
         """-> PAID, receipt queued. Never refused for power or paper: the customer has paid."""
-        req: dict[str, Any] = {"op": "approve", "id": sale_id, "auth": auth}
-        if last4 is not None:
-            req["last4"] = last4
-        return self._sale(req, remember=("approve", f"{auth}:{last4 or ''}", "approval"))
+        return self._sale(*protocol.approve_request(sale_id, auth, last4))
 
     def decline(self, sale_id: int, reason: str | None = None) -> Sale:
-        return self._sale(self._with_reason({"op": "decline", "id": sale_id}, reason))
+        return self._sale(*protocol.sale_request("decline", sale_id, reason))
 
     def void(self, sale_id: int, reason: str | None = None) -> Sale:
         """OPEN -> VOIDED; PAYMENT_PENDING -> REVERSAL_PENDING (a VOID slip prints)."""
-        return self._sale(self._with_reason({"op": "void", "id": sale_id}, reason))
+        return self._sale(*protocol.sale_request("void", sale_id, reason))
 
     def ack_reversal(self, sale_id: int) -> Sale:
         """REVERSAL_PENDING -> REVERSAL_ACKED, once the acquirer has the reversal."""
-        return self._sale({"op": "ack_reversal", "id": sale_id})
+        return self._sale(*protocol.sale_request("ack_reversal", sale_id))
 
     def sale(self, sale_id: int) -> Sale:
-        return self._sale({"op": "sale", "id": sale_id})
+        return self._sale(*protocol.sale_request("sale", sale_id))
 
     def reprint(self, sale_id: int | None = None) -> Sale:
         """A marked copy ("Reprint on request") of a printed sale (None: the last original since boot)."""
-        req: dict[str, Any] = {"op": "reprint"}
-        if sale_id is not None:
-            req["id"] = sale_id
-        return self._sale(req, check_id=sale_id is not None)
+        req, _ = protocol.sale_request("reprint", sale_id)
+        return self._sale(req, None, check_id=sale_id is not None)
 
     def export(self, after: int = 0, limit: int = 4) -> ExportPage:
         """One page of finished sales from the electronic journal (limit 1-16)."""
@@ -237,53 +214,42 @@ class Terminal:
             after = page.next
 
     # -- the request/reply exchange -----------------------------------------------------------------
-    def request(self, req: dict[str, Any]) -> dict[str, Any]:
-        """Send one request (any op) and return the ok reply, or raise the code's exception."""
-        self._seq = self._seq % SEQ_MAX + 1
-        seq = self._seq
-        line = json.dumps(dict(req, seq=seq), ensure_ascii=False, separators=(",", ":")).encode()
-        if len(line) > self.line_max:
-            raise _local_refusal(errors.LineTooLong, f"request is {len(line)} bytes, over line_max {self.line_max}")
-        wire = (_with_crc(line) if self.crc else line) + b"\n"
-        for attempt in range(self.attempts):
-            if attempt:
-                self.retries += 1
+    def request(self, req: dict[str, Any], memo: tuple[str, int, str, str] | None = None) -> dict[str, Any]:
+        """Send one request (any op) and return the ok reply, or raise the code's exception. `memo` (from the
+        protocol's request builders) is what the session remembers of a sale operation."""
+        try:
+            wire = self.session.start(req, memo)
+        except protocol.Refusal as e:
+            raise errors.from_reply(e.reply) from None
+        while self.session.attempt():
+            if self.session.tries > 1:
                 self._resync()
             self.link.write(wire)
-            reply = self._await(seq)
+            reply = self._await()
             if reply is None:
                 continue  # lost, damaged, or the terminal could not read our line: send it again
+            self.session.finish(reply)
             if reply.get("ok") is True:
                 return reply
             raise errors.from_reply(reply)
+        self.session.finish(None)
         raise errors.LinkTimeout(
             f"no reply to {req.get('op')!r} after {self.attempts} attempt(s) of {self.timeout_s} s: the request may "
             "or may not have been executed; repeat it unchanged or ask the sale's state"
         )
 
-    def _await(self, seq: int) -> dict[str, Any] | None:
+    def _await(self) -> dict[str, Any] | None:
+        """The reply to the request in flight, or None: none in time, or the terminal asks for it again."""
         deadline = self._clock() + self.timeout_s
         while self._clock() < deadline:
             line = self._line()
             if line is None:
                 continue
-            body, good = _split_crc(line)
-            if self.crc and not good:
-                continue  # damaged (or a stray line without CRC): as good as lost
-            try:
-                reply = json.loads(body)
-            except ValueError:
-                continue
-            if not isinstance(reply, dict) or "ok" not in reply:
-                continue
-            rseq = reply.get("seq")
-            if rseq == seq:
-                if reply.get("ok") is False and reply.get("err") == "BAD_CRC":
-                    return None  # our line was damaged on the way: send it again
+            verdict, reply = self.session.judge(line)
+            if verdict == protocol.MINE:
                 return reply
-            if rseq is None and reply.get("ok") is False and reply.get("err") in _DAMAGE:
-                return None  # the terminal could not read a line: ours, damaged
-            self.stale_replies += 1
+            if verdict == protocol.RESEND:
+                return None
         return None
 
     def _line(self) -> bytes | None:
@@ -309,41 +275,8 @@ class Terminal:
         self._sleep(self.resync_s)
 
     # -- helpers --------------------------------------------------------------------------------------
-    def _check_same(self, op: str, sale_id: int, digest: str, what: str) -> None:
-        had = self._sent.get((op, sale_id))
-        if had is not None and had != digest:
-            raise _local_refusal(
-                errors.DuplicateId,
-                f"sale {sale_id} was sent with different {what} by this client: nothing sent",
-                "a new sale needs a new id; a retry must repeat the request unchanged",
-            )
-
-    def _remember(self, op: str, sale_id: int, digest: str) -> None:
-        """The terminal may hold it now (it answered, or the reply was lost): later requests must match."""
-        key = (op, sale_id)
-        self._sent[key] = digest
-        self._sent.move_to_end(key)
-        while len(self._sent) > _REMEMBER * 3:
-            self._sent.popitem(last=False)
-
-    @staticmethod
-    def _with_reason(req: dict[str, Any], reason: str | None) -> dict[str, Any]:
-        if reason is not None:
-            req["reason"] = reason
-        return req
-
-    def _sale(self, req: dict[str, Any], check_id: bool = True, remember: tuple[str, str, str] | None = None) -> Sale:
-        sid0 = req.get("id")
-        if remember is not None and isinstance(sid0, int):
-            self._check_same(remember[0], sid0, remember[1], remember[2])
-        try:
-            r = self.request(req)
-        except errors.LinkTimeout:
-            if remember is not None and isinstance(sid0, int):
-                self._remember(remember[0], sid0, remember[1])
-            raise
-        if remember is not None and isinstance(sid0, int):
-            self._remember(remember[0], sid0, remember[1])
+    def _sale(self, req: dict[str, Any], memo: tuple[str, int, str, str] | None, check_id: bool = True) -> Sale:
+        r = self.request(req, memo)
         sid = r.get("id")
         state = r.get("state")
         if not isinstance(sid, int) or not isinstance(state, str) or (check_id and sid != req.get("id")):
