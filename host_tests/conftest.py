@@ -18,25 +18,21 @@ from posguard_tools import paths
 
 paths.use_simulated_hardware()
 
-import sim_board  # noqa: E402  (needs the path set above)
-import sim_clock  # noqa: E402
-import sim_power  # noqa: E402
+import sim_clock  # noqa: E402  (needs the path set above)
+import sim_world  # noqa: E402
 
 sim_clock.install()
 
 
-class World:
-    """One simulated world: a clock, a power domain and a board on a profile."""
+class World(sim_world.World):
+    """The fixtures' world (sim_world.World): a profile of boards/, its filesystem in the test's tmp
+    folder (fs_dir, a Path here), the firmware of this checkout, power on."""
 
     def __init__(self, fs_dir: Path, profile_name: str = "devkit-1s", seed: int = 1) -> None:
-        self.clock = sim_clock.reset(0)
-        self.profile: dict[str, Any] = json.loads(paths.board_profile(profile_name).read_text())
-        self.power = sim_power.PowerDomain(self.clock, self.profile["power"]["brownout_v"])
         fs_dir.mkdir(parents=True, exist_ok=True)
+        profile: dict[str, Any] = json.loads(paths.board_profile(profile_name).read_text())
+        super().__init__(profile, str(fs_dir), str(paths.FIRMWARE), seed=seed)
         self.fs_dir = fs_dir
-        self.board = sim_board.Board(
-            self.profile, str(fs_dir), str(paths.FIRMWARE), clock=self.clock, power=self.power, seed=seed
-        )
         self.power.on = True
 
 
@@ -44,9 +40,7 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     w = World(tmp_path / "fs")
     yield w
-    w.power.on = False
-    sim_board.current = None
-    sim_power.POWER = None
+    w.close()
     import micropython
 
     micropython._clear()
@@ -63,8 +57,8 @@ def make_world(tmp_path: Path) -> Iterator[Any]:
         return w
 
     yield make
-    sim_board.current = None
-    sim_power.POWER = None
+    for w in made:
+        w.close()
 
 
 @pytest.fixture

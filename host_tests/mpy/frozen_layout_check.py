@@ -5,7 +5,6 @@
 # and there is no data file inside the package directory. A cashier app sells one item priced in CNY;
 # the firmware's working data gets exactly the chip's heap (sim_heap, code counted as frozen).
 # Prints "PRINTED ..." (the yen sign reached the paper), "HELD ..." or "FAILED <why>".
-import gc
 import sys
 
 import sim_clock
@@ -32,13 +31,8 @@ def main():
 
     day.printer._record = record
 
-    def repin(board):
-        # Frozen code lives in flash: import it, then leave exactly the chip's heap for the working data.
-        del sim_heap._ballast[:]
-        gc.collect()
-        sim_heap.pin_firmware_budget(chip=prof["mcu"])
-
-    day.board.on_boot.append(repin)
+    # Frozen code lives in flash: import it, then leave exactly the chip's heap for the working data.
+    day.board.on_boot.append(lambda board: sim_heap.repin(chip=prof["mcu"]))
     replies = []
     day.peer.on_reply = replies.append
     items = [{"name": "\u62ff\u94c1", "qty": 1, "price": 1800}]

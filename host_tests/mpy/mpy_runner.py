@@ -31,33 +31,39 @@ def tmp_dir():
     return d
 
 
-class World:
-    """The same shape as the pytest `world` fixture: clock, power domain, board."""
-
-    def __init__(self, profile_name="devkit-1s", seed=1):
-        import json
-
-        import sim_board
-        import sim_clock
-        import sim_power
-
-        self.clock = sim_clock.reset(0)
-        with open(root() + "/boards/" + profile_name + ".json") as f:
-            self.profile = json.load(f)
-        self.power = sim_power.PowerDomain(self.clock, self.profile["power"]["brownout_v"])
-        fs = tmp_dir() + "/mpyfs-" + profile_name
-        try:
-            os.mkdir(fs)
-        except OSError:
-            pass
-        self.board = sim_board.Board(
-            self.profile, fs, root() + "/firmware", clock=self.clock, power=self.power, seed=seed
-        )
-        self.power.on = True
-
-
 def make_world(profile_name="devkit-1s", seed=1):
-    return World(profile_name, seed)
+    """The same world as the pytest `world` fixture (sim_world.World, power on) on boards/PROFILE.json,
+    its filesystem in POSGUARD_TMP/mpyfs-PROFILE."""
+    import json
+
+    import sim_world
+
+    with open(root() + "/boards/" + profile_name + ".json") as f:
+        profile = json.load(f)
+    fs = tmp_dir() + "/mpyfs-" + profile_name
+    try:
+        os.mkdir(fs)
+    except OSError:
+        pass
+    w = sim_world.World(profile, fs, root() + "/firmware", seed=seed)
+    w.power.on = True
+    return w
+
+
+_flashes = []
+
+
+def fresh_flash(sectors=6, **kw):
+    """A fresh simulated NOR flash of `sectors` 4 KB sectors (sim_flash.NorFlash keywords). The one made
+    before gives its sector buffers back to the simulator's pool first: one VM runs every test of a
+    script, and flash a finished test no longer uses must not add up in the heap."""
+    import sim_flash
+
+    while _flashes:
+        _flashes.pop().release()
+    f = sim_flash.NorFlash(sectors * 4096, **kw)
+    _flashes.append(f)
+    return f
 
 
 def main(namespace):

@@ -9,16 +9,7 @@ from posguard import sales as S
 from posguard.journal import Journal
 
 BODY = {"items": [["tea", 1, 120]], "total": 120}
-_made = []
-
-
-def _flash(sectors=6, **kw):
-    """A fresh simulated flash; the previous test's flash gives its buffers back to the pool."""
-    while _made:
-        _made.pop().release()
-    f = sim_flash.NorFlash(sectors * 4096, **kw)
-    _made.append(f)
-    return f
+_flash = mpy_runner.fresh_flash  # a fresh flash; the previous test's gives its buffers back
 
 
 def _boot(flash, keep_last=5):

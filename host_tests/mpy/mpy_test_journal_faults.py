@@ -8,15 +8,7 @@ import sim_journal_cuts as C
 from posguard import sales as S
 from posguard.journal import Journal
 
-_made = []
-
-
-def _flash(sectors=6, **kw):
-    while _made:
-        _made.pop().release()
-    f = sim_flash.NorFlash(sectors * 4096, **kw)
-    _made.append(f)
-    return f
+_flash = mpy_runner.fresh_flash  # a fresh flash; the previous test's gives its buffers back
 
 
 def _boot(flash, keep_last=3):

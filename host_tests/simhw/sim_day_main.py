@@ -4,7 +4,6 @@
 #             "soc", "pack", "charger"}
 # The simulator loads first, then sim_heap pins a ballast so the firmware's working data sees exactly an
 # ESP32's free heap (110 KB); the result JSON carries the peak live heap the firmware held.
-import gc
 import json
 import sys
 
@@ -14,14 +13,6 @@ import sim_heap
 import sim_naive  # noqa: F401
 
 sim_clock.install()
-
-
-def _repin(board):
-    # Every boot: the firmware's code is frozen into flash on a board, so (re)importing it after a
-    # reset must not eat the working heap. Release the ballast, import the code, pin the budget again.
-    del sim_heap._ballast[:]
-    gc.collect()
-    sim_heap.pin_firmware_budget()
 
 
 def main():
@@ -41,13 +32,11 @@ def main():
 
     day.on_progress = progress
 
-    def release():
-        del sim_heap._ballast[:]
-        gc.collect()
-
-    day.on_end = release
+    day.on_end = sim_heap.release
     day.preallocate()
-    day.board.on_boot.append(_repin)
+    # Every boot: the firmware's code is frozen into flash on a board, so (re)importing it after a reset
+    # must not eat the working heap (sim_heap.repin).
+    day.board.on_boot.append(lambda board: sim_heap.repin())
     rep = day.run(a["cuts"])
     rep["heap_peak_bytes"] = sim_heap.peak()
     rep["heap_budget_bytes"] = sim_heap.FIRMWARE_BUDGET

@@ -10,13 +10,26 @@
 import sys
 
 
+def _firmware_dir():
+    # The checkout's firmware/ (beside host_tests/), not whatever the board's path holds: a virtual
+    # board's filesystem may have no firmware at all, or a deploy without its data files.
+    f = __file__
+    here = f.rsplit("/", 1)[0] if "/" in f else "."
+    return here + "/../../firmware"
+
+
 def borrow(name):
-    """Firmware module `name` (e.g. "posguard.escpos"), leaving sys.modules as it found it."""
+    """Firmware module `name` (e.g. "posguard.escpos") from the checkout's firmware/, leaving sys.modules
+    (and sys.path) as it found them."""
     mods = sys.modules
     before = {}
     for k in mods:
         before[k] = True
-    mod = __import__(name)
+    sys.path.insert(0, _firmware_dir())
+    try:
+        mod = __import__(name)
+    finally:
+        sys.path.pop(0)
     for part in name.split(".")[1:]:
         mod = getattr(mod, part)
     for k in list(mods.keys()):

@@ -57,6 +57,7 @@ SIM_MODULES = (
     "sim_battery",
     "sim_printer",
     "sim_host",
+    "sim_world",
     "sim_rng",
     "sim_journal_cuts",  # the power-cut harness: test code, never on a board, so outside the firmware's heap
     "machine",
@@ -183,6 +184,37 @@ def pin_firmware_budget(budget=None, preload=True, chip=None):
     _areas = tuple(sizes)
     _base_alloc = gc.mem_alloc()
     return pinned
+
+
+def release():
+    """Give the ballast back: the run is over, or the heap is about to be pinned again."""
+    del _ballast[:]
+    gc.collect()
+
+
+def repin(preload=True, chip=None, say=None):
+    """Pin the heap afresh, as each boot of a simulated board needs (the trading day's and the frozen
+    layout check's Board.on_boot hooks, the virtual board's start): release what the last boot pinned,
+    load the firmware's code unless preload=False (frozen in flash on a board: a reboot's imports must not
+    eat the working heap), then leave exactly the chip's areas free. Returns the bytes pinned.
+
+    say: None raises whatever goes wrong (a test's failure to report). A function (the virtual board,
+    which must still give a REPL) gets one line per problem instead, and a firmware that does not import
+    is reported and the heap pinned without it."""
+    release()
+    if say is None:
+        return pin_firmware_budget(preload=preload, chip=chip)
+    try:
+        return pin_firmware_budget(preload=preload, chip=chip)
+    except MemoryError as e:
+        say(str(e))
+    except Exception as e:  # a firmware module that does not import: say so, still pin the heap
+        say("firmware preload failed (%s: %s); heap pinned without it" % (type(e).__name__, e))
+        try:
+            return pin_firmware_budget(preload=False, chip=chip)
+        except (MemoryError, ValueError) as e2:
+            say(str(e2))
+    return 0
 
 
 _SEPARATOR = 128  # bytes pinned between two areas (object header + buffer of a small bytearray)

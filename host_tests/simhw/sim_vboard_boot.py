@@ -732,16 +732,7 @@ def _pin_heap():
     import sim_heap
 
     frozen = not _exists("posguard") and _firmware_present()
-    try:
-        sim_heap.pin_firmware_budget(preload=frozen, chip=_chip())
-    except MemoryError as e:
-        print("vboard: %s" % e)
-    except Exception as e:  # a firmware module that does not import: say so, still give a REPL
-        print("vboard: firmware preload failed (%s: %s); heap pinned without it" % (type(e).__name__, e))
-        try:
-            sim_heap.pin_firmware_budget(preload=False, chip=_chip())
-        except (MemoryError, ValueError) as e2:
-            print("vboard: %s" % e2)
+    sim_heap.repin(preload=frozen, chip=_chip(), say=lambda text: print("vboard: " + text))
 
 
 def _tell_bridge(text):

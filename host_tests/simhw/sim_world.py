@@ -1,6 +1,8 @@
 # The one builder of a simulated world around a board (MicroPython subset: it also runs inside the unix
-# port; never deployed). A trading day (sim_day.Day) and the virtual board (sim_vboard_boot.World) build
-# their world here, from the board profile: the virtual clock, the power domain, the board (pins, ADC
+# port; never deployed). Every simulated world is built here, from the board profile: the trading day
+# (sim_day.Day), the virtual board (sim_vboard_boot.World), the pytest `world` fixtures (conftest.py), the
+# unix-port test runner (mpy/mpy_runner.py) and the host tools' worlds (posguard_tools.printer_world,
+# posguard_tools.battery_sim). The parts: the virtual clock, the power domain, the board (pins, ADC
 # nets, UART peers, watchdog, RTC; sim_board.Board), the pack on its sense divider behind a connector,
 # the thermal printer on its UART, the journal's flash partition and a peer on the host link.
 # A caller adds the parts its world has, in the order it needs them: each part is built once, here.
@@ -40,6 +42,7 @@ class World:
 
     def __init__(self, profile, fs_dir, firmware_dir, seed=1, clock_ms=0):
         self.profile = profile
+        self.fs_dir = fs_dir
         self.seed = seed
         self.clock = sim_clock.reset(clock_ms)
         self.power = sim_power.PowerDomain(self.clock, profile["power"]["brownout_v"])
@@ -50,6 +53,13 @@ class World:
         self.printer = None
         self.flash = None
         self.host = None
+
+    def close(self):
+        """The world ends: its power goes off and no board or power domain is current any more, so the
+        next world (or a test's teardown) starts from nothing."""
+        self.power.on = False
+        sim_board.current = None
+        sim_power.POWER = None
 
     def add_pack(self, battery, rests=True):
         """The pack as the board's supply: its sense divider on the ADC pin, the thermistor, the charger

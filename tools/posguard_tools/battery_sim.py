@@ -18,6 +18,12 @@ from typing import Any
 
 from posguard_tools import paths
 
+paths.use_simulated_hardware()
+
+import sim_battery  # noqa: E402
+import sim_clock  # noqa: E402
+import sim_world  # noqa: E402
+
 RECEIPT_EVERY_S = 90  # the reference duty cycle: a receipt every 90 s (tools/posguard_tools/traces/README.md)
 MONITOR_PERIOD_S = 1
 
@@ -35,42 +41,30 @@ class Outcome:
     states: dict[str, int] = field(default_factory=dict)
 
 
-class SimWorld:
+class SimWorld(sim_world.World):
+    """sim_world.World with the pack (behind its connector, on its sense wiring), power on and the board's
+    idle load, on a fresh filesystem."""
+
     def __init__(self, profile_name: str = "devkit-1s", seed: int = 1, soc: float = 1.0, temp_c: float = 25.0,
                  fade: float = 0.0, r_growth: float = 1.0, capacity_ah: float | None = None,
                  profile: dict[str, Any] | None = None, pack: str | None = None) -> None:
         """`pack`: a preset of the cell family (sim_battery.PACKS: fresh, aged90, aged85, worn70) or
         "CAP,KIN,CONTACT_MOHM"; fade / r_growth / capacity_ah then scale it further."""
-        paths.use_simulated_hardware()
-        import sim_battery
-        import sim_board
-        import sim_clock
-        import sim_power
-
         sim_clock.install()
-        self.clock = sim_clock.reset(0)
-        self.profile = profile if profile is not None else json.loads(paths.board_profile(profile_name).read_text())
-        self.power = sim_power.PowerDomain(self.clock, self.profile["power"]["brownout_v"])
+        if profile is None:
+            profile = json.loads(paths.board_profile(profile_name).read_text())
         self._tmp = tempfile.TemporaryDirectory(prefix="posguard-batt-")
-        self.fs_dir = self._tmp.name
-        self.board = sim_board.Board(self.profile, self.fs_dir, str(paths.FIRMWARE), clock=self.clock,
-                                     power=self.power, seed=seed)
+        super().__init__(profile, self._tmp.name, str(paths.FIRMWARE), seed=seed)
         cap = capacity_ah if capacity_ah is not None else sim_battery.Q_AH
         knobs = sim_battery.pack_knobs(pack or "fresh")
-        self.battery = sim_battery.Battery(cells=self.profile["battery"]["cells_series"], soc=soc, temp_c=temp_c,
-                                           fade=fade, r_growth=r_growth, capacity_ah=cap, cap_share=knobs[0],
-                                           kinetics=knobs[1], contact_ohm=knobs[2])
-        self.pack = sim_battery.PackWiring(self.board, self.battery)
+        self.add_pack(sim_battery.Battery(cells=profile["battery"]["cells_series"], soc=soc, temp_c=temp_c,
+                                          fade=fade, r_growth=r_growth, capacity_ah=cap, cap_share=knobs[0],
+                                          kinetics=knobs[1], contact_ohm=knobs[2]))
         self.power.on = True
-        self.power.set_load("board", self.profile["power"]["idle_a"])
+        self.power.set_load("board", profile["power"]["idle_a"])
 
     def close(self) -> None:
-        import sim_board
-        import sim_power
-
-        self.power.on = False
-        sim_board.current = None
-        sim_power.POWER = None
+        super().close()
         self._tmp.cleanup()
 
     def monitor(self, **kw: Any) -> Any:

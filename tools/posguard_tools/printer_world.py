@@ -16,14 +16,14 @@ from posguard_tools import paths
 
 paths.use_simulated_hardware()
 
-import sim_board  # noqa: E402
+import sim_battery  # noqa: E402
 import sim_clock  # noqa: E402
-import sim_power  # noqa: E402
-import sim_printer  # noqa: E402
+import sim_world  # noqa: E402
 
 
-class PrinterWorld:
-    """Clock, power, board and a simulated printer; `driver()` builds the firmware's Printer."""
+class PrinterWorld(sim_world.World):
+    """sim_world.World with a simulated printer (power on, a fresh filesystem unless fs_dir is given; a
+    pack at `soc` instead of the bench supply when soc is given); `driver()` builds the firmware's Printer."""
 
     def __init__(
         self,
@@ -34,26 +34,21 @@ class PrinterWorld:
         **printer_overrides: Any,
     ) -> None:
         sim_clock.install()
-        self.clock = sim_clock.reset(0)
-        self.profile: dict[str, Any] = json.loads(paths.board_profile(profile_name).read_text())
-        self.pcfg: dict[str, Any] = self.profile["printer"]
+        profile: dict[str, Any] = json.loads(paths.board_profile(profile_name).read_text())
+        self.pcfg: dict[str, Any] = profile["printer"]
         for k, v in (pcfg or {}).items():
             if k not in self.pcfg:
                 raise KeyError(f"no printer profile key {k!r}")
             self.pcfg[k] = v
-        self.power = sim_power.PowerDomain(self.clock, self.profile["power"]["brownout_v"])
-        if soc is not None:
-            import sim_battery
-
-            self.battery = sim_battery.Battery(cells=self.profile["battery"]["cells_series"], soc=soc)
-            self.power.set_source(self.battery)
-        self._tmp = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if fs_dir is None:
             self._tmp = tempfile.TemporaryDirectory()
             fs_dir = self._tmp.name
-        self.board = sim_board.Board(self.profile, fs_dir, str(paths.FIRMWARE), clock=self.clock, power=self.power)
+        super().__init__(profile, fs_dir, str(paths.FIRMWARE))
+        if soc is not None:
+            self.add_pack(sim_battery.Battery(cells=profile["battery"]["cells_series"], soc=soc))
         self.power.on = True
-        self.printer = sim_printer.attach(self.board, **printer_overrides)
+        self.add_printer(**printer_overrides)
 
     def driver(self, on_event: Callable[[str, str], None] | None = None, **kw: Any) -> Any:
         from posguard import hw, printer
@@ -66,9 +61,7 @@ class PrinterWorld:
         return asyncio.run(coro)
 
     def close(self) -> None:
-        self.power.on = False
-        sim_board.current = None
-        sim_power.POWER = None
+        super().close()
         if self._tmp is not None:
             self._tmp.cleanup()
 
