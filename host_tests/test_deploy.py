@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_vboard import Vboard, start_vboard, stop_vboard
@@ -148,9 +151,7 @@ def test_deploy_to_a_virtual_board(vboard: Vboard, tmp_path: Path) -> None:
     r = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s", "--firmware", str(fw))
     assert r.returncode == 0, r.stderr
     assert "loads mpy v6.3" in r.stdout and "0 unchanged" in r.stdout
-    manifest = json.loads((vboard.fs / deploy.MANIFEST).read_text())["files"]
-    for dest, digest in manifest.items():
-        assert deploy.Artifact(dest, (vboard.fs / dest).read_bytes()).sha256 == digest
+    manifest = _assert_live_files_match_the_manifest(vboard.fs)
     assert manifest["boot.py"] == deploy.Artifact("boot.py", (fw / "boot.py").read_bytes()).sha256
     assert not (vboard.fs / deploy.STAGING).exists()
     assert (vboard.fs / "board.json").read_bytes() == paths.board_profile("pos-2s").read_bytes()
@@ -177,6 +178,54 @@ def test_deploy_to_a_virtual_board(vboard: Vboard, tmp_path: Path) -> None:
     assert not (vboard.fs / "posguard" / "old.mpy").exists()
 
 
+def _assert_live_files_match_the_manifest(fs: Path) -> dict[str, str]:
+    manifest: dict[str, str] = json.loads((fs / deploy.MANIFEST).read_text())["files"]
+    for dest, digest in manifest.items():
+        assert deploy.Artifact(dest, (fs / dest).read_bytes()).sha256 == digest, dest
+    return manifest
+
+
+def test_an_interrupted_deploy_leaves_nothing_half_done(vboard: Vboard, tmp_path: Path) -> None:
+    fw = tmp_path / "firmware"
+    shutil.copytree(paths.FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
+    args = [sys.executable, "-m", "posguard_tools.cli", "deploy", "--port", vboard.port, "--board", "pos-2s",
+            "--firmware", str(fw)]
+    # Ctrl-C in a terminal: SIGINT to the whole foreground process group (posguard and its mpremote),
+    # sent once the first file has reached the staging folder (dozens are still to come).
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    staged = vboard.fs / deploy.STAGING / "posguard"
+    try:
+        while proc.poll() is None and not (staged.is_dir() and any(staged.iterdir())):
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert err.strip().splitlines() == [
+        "deploy: interrupted while copying to .staging/: the live files are untouched; "
+        "the next deploy clears .staging/"
+    ], err
+    assert not (vboard.fs / deploy.MANIFEST).exists() and not (vboard.fs / "posguard").exists()
+
+    r = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s", "--firmware", str(fw))
+    assert r.returncode == 0 and "0 unchanged" in r.stdout, r.stdout + r.stderr
+    assert not (vboard.fs / deploy.STAGING).exists()
+    _assert_live_files_match_the_manifest(vboard.fs)
+
+    # What a deploy interrupted after its copy leaves; the next one has nothing to copy and clears it anyway.
+    (vboard.fs / deploy.STAGING / "posguard" / "deep").mkdir(parents=True)
+    (vboard.fs / deploy.STAGING / "posguard" / "deep" / "hw.mpy").write_bytes(b"junk")
+    (vboard.fs / deploy.STAGING / "boot.py").write_text("raise SystemExit  # junk\n")
+    again = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s", "--firmware", str(fw))
+    assert again.returncode == 0 and "already up to date" in again.stdout, again.stdout + again.stderr
+    assert "cleared .staging/ left by an interrupted deploy" in again.stdout, again.stdout
+    assert not (vboard.fs / deploy.STAGING).exists()
+    assert (vboard.fs / "boot.py").read_bytes() == (fw / "boot.py").read_bytes()
+    _assert_live_files_match_the_manifest(vboard.fs)
+
+
 def test_wrong_port_is_a_clear_error() -> None:
     r = _posguard("deploy", "--port", "/dev/does-not-exist")
     assert r.returncode == 1
@@ -192,6 +241,39 @@ def test_a_port_without_micropython_is_refused() -> None:
         os.close(master)
     assert r.returncode == 1
     assert "no answer from a MicroPython REPL within 4 s" in r.stderr, r.stderr
+
+
+def test_ctrl_c_during_the_switch_waits_for_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A Ctrl-C while the device moves the staged files live must not stop it half way: the switch
+    finishes, then the deploy ends with one line saying the new files are live."""
+    calls: list[str] = []
+
+    def fake_mpremote(port: str, *args: str, timeout: float = 0, own_session: bool = False) -> Any:
+        script = args[-1]
+        if "POSGUARD-SWITCHED" in script:
+            assert own_session  # the terminal's SIGINT does not reach this mpremote
+            os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C now
+            calls.append("switched")
+            return subprocess.CompletedProcess(args, 0, "POSGUARD-SWITCHED\n", "")
+        calls.append("copied")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(deploy, "mpremote", fake_mpremote)
+    p = deploy.plan([deploy.Artifact("posguard/a.mpy", b"one")], {})
+    with pytest.raises(deploy.DeployInterrupted, match="after the switch finished: the new files are live"):
+        deploy.upload("/dev/null", p, tmp_path)
+    assert calls == ["copied", "switched"]
+
+
+def test_command_line_is_parsed_by_argparse(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
+    monkeypatch.setattr(deploy, "write_package_json", lambda: tmp_path / "package.json")
+    assert deploy.main(["--package-json"]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'package.json'}\n"
+    for bad in ([], ["--package-json", "extra"]):
+        with pytest.raises(SystemExit) as e:
+            deploy.main(bad)
+        assert e.value.code == 2 and "usage: python -m posguard_tools.deploy" in capsys.readouterr().err
 
 
 # -- mip ----------------------------------------------------------------------------------------------
