@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_telemetry_broker import network
 from test_vboard import Vboard, start_vboard, stop_vboard
 
 from posguard_tools import deploy, deploy_heapcheck, mpylib, paths
@@ -22,10 +23,29 @@ from posguard_tools import deploy, deploy_heapcheck, mpylib, paths
 UNIX_PORT_MPY = 2822  # what the unix port reports (docs/reference/micropython-runtime.md)
 
 
-def _posguard(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "posguard_tools.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
+def _posguard(*args: str, timeout: float = 180, boards: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The posguard command in a fresh process; boards: the folder its profiles come from (default boards/)."""
+    cmd = [sys.executable, "-m", "posguard_tools.cli"]
+    if boards is not None:
+        cmd = [sys.executable, "-c", _WITH_BOARDS, str(boards)]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
+
+
+_WITH_BOARDS = (
+    "import sys; from pathlib import Path; from posguard_tools import cli, paths; "
+    "paths.BOARDS = Path(sys.argv.pop(1)); raise SystemExit(cli.main(sys.argv[1:]))"
+)
+
+
+@pytest.fixture
+def net_boards(tmp_path: Path) -> Path:
+    """boards/ plus pos-2s-net: pos-2s with a network section (telemetry, so umqtt.simple on the board)."""
+    boards = tmp_path / "boards"
+    shutil.copytree(paths.BOARDS, boards)
+    prof = json.loads(paths.board_profile("pos-2s").read_text())
+    prof["network"] = network("mqtt://127.0.0.1:9")  # nothing listens: the terminal backs off
+    (boards / "pos-2s-net.json").write_text(json.dumps(prof))
+    return boards
 
 
 # -- .mpy rule --------------------------------------------------------------------------------------
@@ -106,6 +126,30 @@ def test_frozen_build_copies_no_package_code() -> None:
     assert data <= arts  # data files cannot be frozen: they stay on the filesystem
 
 
+def test_a_network_profile_brings_its_dependency_compiled(net_boards: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """umqtt.simple (telemetry's MQTT client) goes to lib/ as .mpy, from the pinned copy, only when the
+    profile has a network section and the board does not run a frozen build (which has it frozen in)."""
+    monkeypatch.setattr(paths, "BOARDS", net_boards)
+    arts = {a.dest: a for a in deploy.build("pos-2s-net")}
+    dep = arts["lib/umqtt/simple.mpy"]
+    assert deploy.mpy_header(dep.data).version == 6
+    assert b"lib/umqtt/simple.py" in dep.data and str(mpylib.LIB_DIR).encode() not in dep.data
+    assert [d for d in arts if d.startswith("lib/")] == ["lib/umqtt/simple.mpy"]
+    assert not any(d.startswith("lib/") for d in (a.dest for a in deploy.build("pos-2s")))
+    assert not any(d.startswith("lib/") for d in (a.dest for a in deploy.build("pos-2s-net", frozen=True)))
+    # The heap check imports it from lib/ as the board does, so its code is counted.
+    assert deploy_heapcheck.code_heap_bytes({dep.dest: dep.data}) > 1024
+    plain = deploy_heapcheck.plan_for("pos-2s")
+    assert deploy_heapcheck.plan_for("pos-2s-net").code > plain.code
+
+
+def test_a_network_profile_validates_outside_pytest(net_boards: Path) -> None:
+    """The network section's validator imports micropython.const, which only the simulator provides on
+    CPython: the posguard command (no simulator on its path) must validate such a profile too."""
+    r = _posguard("deploy", "--port", "/dev/does-not-exist", "--board", "pos-2s-net", boards=net_boards)
+    assert r.returncode == 1 and "/dev/does-not-exist: no such port" in r.stderr, r.stderr
+
+
 def test_unknown_board_profile_is_refused() -> None:
     r = _posguard("deploy", "--port", "/dev/null", "--board", "no-such-board")
     assert r.returncode == 2
@@ -176,6 +220,26 @@ def test_deploy_to_a_virtual_board(vboard: Vboard, tmp_path: Path) -> None:
     assert "copied   posguard/hw.mpy" in third.stdout and "removed  posguard/old.mpy" in third.stdout
     assert "1 copied" in third.stdout and "1 removed" in third.stdout
     assert not (vboard.fs / "posguard" / "old.mpy").exists()
+
+
+def test_deploy_puts_the_dependency_on_the_board(vboard: Vboard, net_boards: Path) -> None:
+    r = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s-net", boards=net_boards)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "copied   lib/umqtt/simple.mpy" in r.stdout, r.stdout
+    assert "lib/umqtt/simple.mpy" in _assert_live_files_match_the_manifest(vboard.fs)
+    where = vboard.exec("import umqtt.simple as s; print(s.__file__, hasattr(s, 'MQTTClient'))")
+    assert where.endswith("lib/umqtt/simple.mpy True"), where
+
+    # Unchanged: not copied again (the manifest knows it).
+    again = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s-net", boards=net_boards)
+    assert again.returncode == 0 and "already up to date" in again.stdout, again.stdout + again.stderr
+
+    # A profile without a network section: deploy removes it like any file the new build lacks.
+    plain = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s", boards=net_boards)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "removed  lib/umqtt/simple.mpy" in plain.stdout and "copied   board.json" in plain.stdout, plain.stdout
+    assert not (vboard.fs / "lib").exists()
+    _assert_live_files_match_the_manifest(vboard.fs)
 
 
 def _assert_live_files_match_the_manifest(fs: Path) -> dict[str, str]:

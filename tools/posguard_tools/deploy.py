@@ -2,7 +2,8 @@
 
 1. Build: every `firmware/posguard/**.py` compiled with mpy-cross (`-march`, `-O2`) to `.mpy`, data files
    as they are, `boot.py`/`main.py` as `.py` (MicroPython runs those two by name), and the chosen
-   board profile, validated, as `board.json`.
+   board profile, validated, as `board.json`; the micropython-lib packages the profile needs (umqtt.simple
+   with a `network` section) as `lib/*.mpy`, from the pinned copy (mpylib), unless the build is frozen.
 2. Probe the device: it must answer as a MicroPython REPL, and its `sys.implementation._mpy` must load
    every produced `.mpy` (see `mpy_loadable`).
 3. Copy only what changed against the hash manifest on the device (`.posguard-manifest.json`), into the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import importlib.util
 import json
 import re
 import signal
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posguard_tools import deploy_heapcheck, maintenance, paths, port_diag
+from posguard_tools import deploy_heapcheck, maintenance, mpylib, paths, port_diag
 
 MANIFEST = ".posguard-manifest.json"
 STAGING = ".staging"
@@ -124,6 +126,13 @@ def load_profile(board: str) -> bytes:
     path = paths.board_profile(board)  # FileNotFoundError names the known profiles
     if str(paths.FIRMWARE) not in sys.path:
         sys.path.insert(0, str(paths.FIRMWARE))
+    if "micropython" not in sys.modules:
+        # The validator of a `network` section (posguard/netconfig.py) imports micropython.const: the
+        # simulator's CPython stand-in, loaded by path (simhw on sys.path would shadow CPython's time).
+        spec = importlib.util.spec_from_file_location("micropython", paths.SIMHW / "micropython.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules["micropython"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["micropython"])
     profile = importlib.import_module("posguard.profile")
     data = path.read_bytes()
     try:
@@ -164,7 +173,10 @@ def build(
     frozen: bool = False,
 ) -> list[Artifact]:
     """frozen: the board runs a build with the package frozen in (firmware/manifest.py): copy no .mpy
-    (on the filesystem they would shadow the frozen modules), only data files, entry points, profile."""
+    (on the filesystem they would shadow the frozen modules), only data files, entry points, profile.
+    Not frozen: the micropython-lib dependencies the profile needs (mpylib.deps_for: umqtt.simple with a
+    `network` section) go along as lib/*.mpy, compiled from the pinned copy in .venv/mpy-lib; a frozen
+    build has them frozen in (manifest.py require)."""
     if march not in MPY_ARCHES:
         raise DeployError(f"unknown -march {march!r} (mpy-cross knows: {', '.join(MPY_ARCHES)})")
     out = out or paths.OUT / "deploy" / f"{board}-{march}"
@@ -186,10 +198,26 @@ def build(
     for src in sorted((firmware / "data").glob("*")) if (firmware / "data").is_dir() else []:
         if src.is_file():
             arts.append(Artifact("data/" + src.name, src.read_bytes()))
+    profile = load_profile(board)
+    if not frozen:
+        for dest, src in dependency_sources(json.loads(profile)):
+            arts.append(Artifact(dest, compile_mpy(src, march, out / dest, dest[: -len(".mpy")] + ".py")))
     for name in ("boot.py", "main.py"):
         arts.append(Artifact(name, (firmware / name).read_bytes()))
-    arts.append(Artifact("board.json", load_profile(board)))
+    arts.append(Artifact("board.json", profile))
     return arts
+
+
+def dependency_sources(profile: dict[str, Any]) -> list[tuple[str, Path]]:
+    """(lib/NAME.mpy on the board, the pinned .py here) for each dependency file the profile needs. /lib
+    is on a board's sys.path after '' and .frozen (docs/reference/esp32-port.md), where mip installs too."""
+    try:
+        return [("lib/" + rel[: -len(".py")] + ".mpy", src) for rel, src in mpylib.deps_for(profile)]
+    except (OSError, RuntimeError) as e:
+        raise DeployError(
+            f"cannot get the pinned MicroPython libraries the profile needs into {mpylib.LIB_DIR} ({e}): "
+            "run `make setup` (it installs them)"
+        ) from e
 
 
 def check_loadable(arts: list[Artifact], device: MpyHeader) -> None:
@@ -606,8 +634,6 @@ def package_json(firmware: Path = paths.FIRMWARE, version: str = "0.1.0") -> dic
     boot.py, main.py and board.json are not in it: mip installs into /lib, a board runs them from /.
     deps: the micropython-lib packages the firmware imports (mpylib.MIP_DEPS: umqtt.simple for telemetry), at
     the version mpylib pins for the tests; mip fetches them from its index (`--index` to use another)."""
-    from posguard_tools import mpylib
-
     files = sorted(
         p.relative_to(firmware).as_posix()
         for top in ("posguard", "data")
