@@ -84,7 +84,7 @@ deploy: setup need-port
 	$(POSGUARD) deploy --port $(PORT) --board $(BOARD) $(DEPLOY_ARGS)
 
 repl: setup need-port
-	$(VENV)/bin/mpremote connect $(PORT) repl
+	$(POSGUARD) repl --port $(PORT)
 
 provision: setup need-port
 	$(POSGUARD) provision --port $(PORT) --board $(BOARD)

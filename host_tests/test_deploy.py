@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from test_telemetry_broker import network
 from test_vboard import Vboard, start_vboard, stop_vboard
 
 from posguard_tools import deploy, deploy_heapcheck, mpylib, paths
@@ -19,10 +23,29 @@ from posguard_tools import deploy, deploy_heapcheck, mpylib, paths
 UNIX_PORT_MPY = 2822  # what the unix port reports (docs/reference/micropython-runtime.md)
 
 
-def _posguard(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "posguard_tools.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
+def _posguard(*args: str, timeout: float = 180, boards: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The posguard command in a fresh process; boards: the folder its profiles come from (default boards/)."""
+    cmd = [sys.executable, "-m", "posguard_tools.cli"]
+    if boards is not None:
+        cmd = [sys.executable, "-c", _WITH_BOARDS, str(boards)]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
+
+
+_WITH_BOARDS = (
+    "import sys; from pathlib import Path; from posguard_tools import cli, paths; "
+    "paths.BOARDS = Path(sys.argv.pop(1)); raise SystemExit(cli.main(sys.argv[1:]))"
+)
+
+
+@pytest.fixture
+def net_boards(tmp_path: Path) -> Path:
+    """boards/ plus pos-2s-net: pos-2s with a network section (telemetry, so umqtt.simple on the board)."""
+    boards = tmp_path / "boards"
+    shutil.copytree(paths.BOARDS, boards)
+    prof = json.loads(paths.board_profile("pos-2s").read_text())
+    prof["network"] = network("mqtt://127.0.0.1:9")  # nothing listens: the terminal backs off
+    (boards / "pos-2s-net.json").write_text(json.dumps(prof))
+    return boards
 
 
 # -- .mpy rule --------------------------------------------------------------------------------------
@@ -103,6 +126,30 @@ def test_frozen_build_copies_no_package_code() -> None:
     assert data <= arts  # data files cannot be frozen: they stay on the filesystem
 
 
+def test_a_network_profile_brings_its_dependency_compiled(net_boards: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """umqtt.simple (telemetry's MQTT client) goes to lib/ as .mpy, from the pinned copy, only when the
+    profile has a network section and the board does not run a frozen build (which has it frozen in)."""
+    monkeypatch.setattr(paths, "BOARDS", net_boards)
+    arts = {a.dest: a for a in deploy.build("pos-2s-net")}
+    dep = arts["lib/umqtt/simple.mpy"]
+    assert deploy.mpy_header(dep.data).version == 6
+    assert b"lib/umqtt/simple.py" in dep.data and str(mpylib.LIB_DIR).encode() not in dep.data
+    assert [d for d in arts if d.startswith("lib/")] == ["lib/umqtt/simple.mpy"]
+    assert not any(d.startswith("lib/") for d in (a.dest for a in deploy.build("pos-2s")))
+    assert not any(d.startswith("lib/") for d in (a.dest for a in deploy.build("pos-2s-net", frozen=True)))
+    # The heap check imports it from lib/ as the board does, so its code is counted.
+    assert deploy_heapcheck.code_heap_bytes({dep.dest: dep.data}) > 1024
+    plain = deploy_heapcheck.plan_for("pos-2s")
+    assert deploy_heapcheck.plan_for("pos-2s-net").code > plain.code
+
+
+def test_a_network_profile_validates_outside_pytest(net_boards: Path) -> None:
+    """The network section's validator imports micropython.const, which only the simulator provides on
+    CPython: the posguard command (no simulator on its path) must validate such a profile too."""
+    r = _posguard("deploy", "--port", "/dev/does-not-exist", "--board", "pos-2s-net", boards=net_boards)
+    assert r.returncode == 1 and "/dev/does-not-exist: no such port" in r.stderr, r.stderr
+
+
 def test_unknown_board_profile_is_refused() -> None:
     r = _posguard("deploy", "--port", "/dev/null", "--board", "no-such-board")
     assert r.returncode == 2
@@ -148,9 +195,7 @@ def test_deploy_to_a_virtual_board(vboard: Vboard, tmp_path: Path) -> None:
     r = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s", "--firmware", str(fw))
     assert r.returncode == 0, r.stderr
     assert "loads mpy v6.3" in r.stdout and "0 unchanged" in r.stdout
-    manifest = json.loads((vboard.fs / deploy.MANIFEST).read_text())["files"]
-    for dest, digest in manifest.items():
-        assert deploy.Artifact(dest, (vboard.fs / dest).read_bytes()).sha256 == digest
+    manifest = _assert_live_files_match_the_manifest(vboard.fs)
     assert manifest["boot.py"] == deploy.Artifact("boot.py", (fw / "boot.py").read_bytes()).sha256
     assert not (vboard.fs / deploy.STAGING).exists()
     assert (vboard.fs / "board.json").read_bytes() == paths.board_profile("pos-2s").read_bytes()
@@ -177,6 +222,74 @@ def test_deploy_to_a_virtual_board(vboard: Vboard, tmp_path: Path) -> None:
     assert not (vboard.fs / "posguard" / "old.mpy").exists()
 
 
+def test_deploy_puts_the_dependency_on_the_board(vboard: Vboard, net_boards: Path) -> None:
+    r = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s-net", boards=net_boards)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "copied   lib/umqtt/simple.mpy" in r.stdout, r.stdout
+    assert "lib/umqtt/simple.mpy" in _assert_live_files_match_the_manifest(vboard.fs)
+    where = vboard.exec("import umqtt.simple as s; print(s.__file__, hasattr(s, 'MQTTClient'))")
+    assert where.endswith("lib/umqtt/simple.mpy True"), where
+
+    # Unchanged: not copied again (the manifest knows it).
+    again = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s-net", boards=net_boards)
+    assert again.returncode == 0 and "already up to date" in again.stdout, again.stdout + again.stderr
+
+    # A profile without a network section: deploy removes it like any file the new build lacks.
+    plain = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s", boards=net_boards)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "removed  lib/umqtt/simple.mpy" in plain.stdout and "copied   board.json" in plain.stdout, plain.stdout
+    assert not (vboard.fs / "lib").exists()
+    _assert_live_files_match_the_manifest(vboard.fs)
+
+
+def _assert_live_files_match_the_manifest(fs: Path) -> dict[str, str]:
+    manifest: dict[str, str] = json.loads((fs / deploy.MANIFEST).read_text())["files"]
+    for dest, digest in manifest.items():
+        assert deploy.Artifact(dest, (fs / dest).read_bytes()).sha256 == digest, dest
+    return manifest
+
+
+def test_an_interrupted_deploy_leaves_nothing_half_done(vboard: Vboard, tmp_path: Path) -> None:
+    fw = tmp_path / "firmware"
+    shutil.copytree(paths.FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
+    args = [sys.executable, "-m", "posguard_tools.cli", "deploy", "--port", vboard.port, "--board", "pos-2s",
+            "--firmware", str(fw)]
+    # Ctrl-C in a terminal: SIGINT to the whole foreground process group (posguard and its mpremote),
+    # sent once the first file has reached the staging folder (dozens are still to come).
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    staged = vboard.fs / deploy.STAGING / "posguard"
+    try:
+        while proc.poll() is None and not (staged.is_dir() and any(staged.iterdir())):
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert err.strip().splitlines() == [
+        "deploy: interrupted while copying to .staging/: the live files are untouched; "
+        "the next deploy clears .staging/"
+    ], err
+    assert not (vboard.fs / deploy.MANIFEST).exists() and not (vboard.fs / "posguard").exists()
+
+    r = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s", "--firmware", str(fw))
+    assert r.returncode == 0 and "0 unchanged" in r.stdout, r.stdout + r.stderr
+    assert not (vboard.fs / deploy.STAGING).exists()
+    _assert_live_files_match_the_manifest(vboard.fs)
+
+    # What a deploy interrupted after its copy leaves; the next one has nothing to copy and clears it anyway.
+    (vboard.fs / deploy.STAGING / "posguard" / "deep").mkdir(parents=True)
+    (vboard.fs / deploy.STAGING / "posguard" / "deep" / "hw.mpy").write_bytes(b"junk")
+    (vboard.fs / deploy.STAGING / "boot.py").write_text("raise SystemExit  # junk\n")
+    again = _posguard("deploy", "--port", vboard.port, "--board", "pos-2s", "--firmware", str(fw))
+    assert again.returncode == 0 and "already up to date" in again.stdout, again.stdout + again.stderr
+    assert "cleared .staging/ left by an interrupted deploy" in again.stdout, again.stdout
+    assert not (vboard.fs / deploy.STAGING).exists()
+    assert (vboard.fs / "boot.py").read_bytes() == (fw / "boot.py").read_bytes()
+    _assert_live_files_match_the_manifest(vboard.fs)
+
+
 def test_wrong_port_is_a_clear_error() -> None:
     r = _posguard("deploy", "--port", "/dev/does-not-exist")
     assert r.returncode == 1
@@ -192,6 +305,39 @@ def test_a_port_without_micropython_is_refused() -> None:
         os.close(master)
     assert r.returncode == 1
     assert "no answer from a MicroPython REPL within 4 s" in r.stderr, r.stderr
+
+
+def test_ctrl_c_during_the_switch_waits_for_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A Ctrl-C while the device moves the staged files live must not stop it half way: the switch
+    finishes, then the deploy ends with one line saying the new files are live."""
+    calls: list[str] = []
+
+    def fake_mpremote(port: str, *args: str, timeout: float = 0, own_session: bool = False) -> Any:
+        script = args[-1]
+        if "POSGUARD-SWITCHED" in script:
+            assert own_session  # the terminal's SIGINT does not reach this mpremote
+            os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C now
+            calls.append("switched")
+            return subprocess.CompletedProcess(args, 0, "POSGUARD-SWITCHED\n", "")
+        calls.append("copied")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(deploy, "mpremote", fake_mpremote)
+    p = deploy.plan([deploy.Artifact("posguard/a.mpy", b"one")], {})
+    with pytest.raises(deploy.DeployInterrupted, match="after the switch finished: the new files are live"):
+        deploy.upload("/dev/null", p, tmp_path)
+    assert calls == ["copied", "switched"]
+
+
+def test_command_line_is_parsed_by_argparse(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
+    monkeypatch.setattr(deploy, "write_package_json", lambda: tmp_path / "package.json")
+    assert deploy.main(["--package-json"]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'package.json'}\n"
+    for bad in ([], ["--package-json", "extra"]):
+        with pytest.raises(SystemExit) as e:
+            deploy.main(bad)
+        assert e.value.code == 2 and "usage: python -m posguard_tools.deploy" in capsys.readouterr().err
 
 
 # -- mip ----------------------------------------------------------------------------------------------

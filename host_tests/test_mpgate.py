@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from posguard_tools import mpgate, paths
 
 
@@ -68,3 +70,14 @@ def test_the_firmware_heap_budget_bites_on_the_unix_port(tmp_path: Path) -> None
 def test_shipped_firmware_passes_the_gate() -> None:
     assert mpgate.compile_errors(paths.FIRMWARE) == []
     assert mpgate.import_errors(paths.FIRMWARE) == []
+
+
+def test_command_line_is_parsed_by_argparse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert mpgate.build_parser().parse_args([]).root == paths.FIRMWARE
+    assert mpgate.build_parser().parse_args([str(tmp_path)]).root == tmp_path
+    with pytest.raises(SystemExit) as e:
+        mpgate.main([str(tmp_path), "extra"])  # was ignored by the hand-written parser
+    assert e.value.code == 2 and "unrecognized arguments: extra" in capsys.readouterr().err
+    # A tree that is not there is an error, not "0/0 firmware files compile".
+    assert mpgate.main([str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err

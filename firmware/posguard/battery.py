@@ -106,9 +106,10 @@ class BatterySense:
         self.gain = g
         self.offset_mv = o
 
-    def calibrate(self, actual_mv, raw_mv=None):
+    def calibrate(self, actual_mv, raw_mv=None, save=True):
         """A meter reads actual_mv on the pack now. One point sets the gain; a second point at least
-        300 mV away sets gain and offset. Raises ValueError (nothing changed) for absurd values."""
+        300 mV away sets gain and offset. Raises ValueError (nothing changed) for absurd values.
+        save=False: only returns what it would set. Saving keeps the replaced calibration (undo())."""
         try:
             actual_mv = float(actual_mv)
         except (TypeError, ValueError):
@@ -126,11 +127,31 @@ class BatterySense:
         pts = pts[-1:] + [(raw_mv, actual_mv)]
         g, o = _fit(pts)
         _check(g, o)
-        write_json_atomic(self.path, {"points": [[p[0], p[1]] for p in pts], "gain": g, "offset_mv": o})
+        if save:
+            self._save(pts, g, o)
+        return g, o
+
+    def _save(self, pts, g, o):
+        # The calibration it replaces goes into the same file, in the same atomic write: undo() can
+        # always bring it back, and a reset never leaves one without the other.
+        write_json_atomic(self.path, {"points": [[p[0], p[1]] for p in pts], "gain": g, "offset_mv": o,
+                                      "previous": [[p[0], p[1]] for p in self.points]})
         self.points = pts
         self.gain = g
         self.offset_mv = o
         self.calib_error = None
+
+    def undo(self):
+        """Back to the calibration the last saved one replaced (no points: uncalibrated); calling it again
+        redoes. Returns (gain, offset) or None when calib.json keeps no previous calibration."""
+        d = read_json(self.path)
+        try:
+            pts = [(float(p[0]), float(p[1])) for p in d["previous"]][:2]
+            g, o = _fit(pts)
+            _check(g, o)
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None  # none kept (a file from before undo existed), or a damaged one: keep what works
+        self._save(pts, g, o)
         return g, o
 
     # -- reading --------------------------------------------------------------------------------

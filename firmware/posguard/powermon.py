@@ -162,11 +162,23 @@ class PowerMonitor:
             raise ValueError("too many shutdown hooks")
         self._hooks.append(fn)
 
-    def calibrate(self, actual_mv):
-        g, o = self.sense.calibrate(actual_mv)
+    def calibrate(self, actual_mv, save=True):
+        """(gain, offset) for a meter reading of actual_mv at the pack; save=False changes nothing."""
+        g, o = self.sense.calibrate(actual_mv, save=save)
+        if save:
+            self._rescaled()
+        return g, o
+
+    def calibrate_undo(self):
+        """The calibration the last saved one replaced, back on flash: (gain, offset), or None."""
+        r = self.sense.undo()
+        if r is not None:
+            self._rescaled()
+        return r
+
+    def _rescaled(self):
         self.est.reset()  # the old estimate was made on the old scale
         self._last_ms = None
-        return g, o
 
     # -- the current --------------------------------------------------------------------------------
     def _dots(self):

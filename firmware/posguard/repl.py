@@ -129,21 +129,48 @@ def _f(v):
     return "-" if v is None else "%.0f" % v
 
 
-def calibrate(actual_mv):
-    """Tell the monitor what a meter reads at the pack now (mV); saved on flash."""
-    if not _allowed("calibrate"):
-        return
-    mon = _t().mon
+def calibrate(actual_mv, confirm=False):
+    """What a meter reads at the pack now (mV): shows the new gain and offset; confirm=True saves them on
+    flash, keeping the old ones for pos.calibrate_undo()."""
+    mon = _cal_mon("calibrate")
     if mon is None:
-        print("no battery monitor")
         return
+    s = mon.sense
     try:
-        g, o = mon.calibrate(actual_mv)
+        g, o = mon.calibrate(actual_mv, save=confirm)
     except ValueError as e:
         print("refused:", e)
         return
+    if not confirm:
+        print("would set: gain %.4f offset %+.0f mV (now gain %.4f offset %+.0f mV; the pack reads %.3f V)" % (
+            g, o, s.gain, s.offset_mv, (s.raw_mv * s.gain + s.offset_mv) / 1000))
+        print("nothing saved: pos.calibrate(%r, confirm=True) saves it" % (actual_mv,))
+        return
     mon.update()
     print("calibrated: gain %.4f offset %+.0f mV -> pack now reads %.3f V" % (g, o, mon.pack_v))
+    print("saved; pos.calibrate_undo() brings back the previous calibration")
+
+
+def calibrate_undo():
+    """Back to the calibration the last pos.calibrate(..., confirm=True) replaced (again: redo)."""
+    mon = _cal_mon("calibrate_undo")
+    if mon is None:
+        return
+    r = mon.calibrate_undo()
+    if r is None:
+        print("nothing to undo: no calibration was saved with pos.calibrate(mv, confirm=True)")
+        return
+    mon.update()
+    print("restored: gain %.4f offset %+.0f mV -> pack now reads %.3f V" % (r[0], r[1], mon.pack_v))
+
+
+def _cal_mon(what):
+    if not _allowed(what):
+        return None
+    mon = _t().mon
+    if mon is None:
+        print("no battery monitor")
+    return mon
 
 
 def _print_now(ops):

@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     except deploy.DeployError as e:
         print(f"deploy: {e}", file=sys.stderr)
         return 1
+    except deploy.DeployInterrupted as e:  # Ctrl-C: one line saying what the device holds now
+        print(f"deploy: interrupted {e}", file=sys.stderr)
+        return 130
     for line in report.lines():
         print(line)
     if args.dry_run:

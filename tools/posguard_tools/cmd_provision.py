@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from posguard_tools import deploy, paths
+from posguard_tools import deploy, paths, port_diag
 from posguard_tools import partition_table as pt
 
 HELP = "write a partition table with the journal partition (vfs shrinks: the filesystem is reformatted)"
@@ -45,8 +45,24 @@ def esptool(port: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# esptool read bytes that are not the ROM bootloader's SLIP framing (esptool 5.6.0 loader.py:2322): a
+# MicroPython REPL answered, so the chip is not in download mode, or there is no chip (a virtual board).
+_NOT_THE_ROM = "Invalid head of packet"
+_VBOARD = (
+    "the virtual board has no ROM bootloader for esptool, and it is provisioned already: its simulated flash "
+    "has the journal partition its board.json names (docs/device.md, 'The virtual board'). Nothing to do."
+)
+
+
 def _esptool_error(r: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
+    text = r.stderr + r.stdout
+    if _NOT_THE_ROM in text:
+        return (
+            f"esptool reached no ROM bootloader ('{_NOT_THE_ROM}': something else answered, such as "
+            "MicroPython's REPL). A board: hold BOOT, tap EN, release BOOT, and run it again. A virtual board: "
+            + _VBOARD
+        )
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     errors = [ln for ln in lines if "error" in ln.lower()]
     return (errors or lines or ["no output"])[-1].strip()
 
@@ -92,9 +108,13 @@ def run(args: argparse.Namespace) -> int:
     label, size_kb = profile["journal"]["label"], profile["journal"]["size_kb"]
     flash_size = pt.FLASH_SIZES[args.flash_size]
     writes_board = not args.dry_run
-    if args.port is None and (writes_board or not (args.current or args.stock)):
+    talks_to_board = writes_board or not (args.current or args.stock)
+    if args.port is None and talks_to_board:
         print("provision: --port is required (or --dry-run with --current FILE / --stock)", file=sys.stderr)
         return 2
+    if talks_to_board and port_diag.virtual_board_of(args.port) is not None:
+        print(f"{args.port}: a virtual board (posguard vboard): {_VBOARD}")
+        return 0
     try:
         if args.stock:
             before = pt.stock_micropython(flash_size)

@@ -2,31 +2,40 @@
 
 1. Build: every `firmware/posguard/**.py` compiled with mpy-cross (`-march`, `-O2`) to `.mpy`, data files
    as they are, `boot.py`/`main.py` as `.py` (MicroPython runs those two by name), and the chosen
-   board profile, validated, as `board.json`.
+   board profile, validated, as `board.json`; the micropython-lib packages the profile needs (umqtt.simple
+   with a `network` section) as `lib/*.mpy`, from the pinned copy (mpylib), unless the build is frozen.
 2. Probe the device: it must answer as a MicroPython REPL, and its `sys.implementation._mpy` must load
    every produced `.mpy` (see `mpy_loadable`).
 3. Copy only what changed against the hash manifest on the device (`.posguard-manifest.json`), into the
    staging folder `.staging/`; then one script on the device moves the staged files into place, removes
-   files the new build no longer has and writes the new manifest last. A failed copy leaves the live
-   files untouched (the next deploy clears `.staging/`).
+   files the new build no longer has and writes the new manifest last. A failed or interrupted copy
+   leaves the live files untouched; the next deploy clears `.staging/` first, even when nothing changed.
+   Ctrl-C ends a deploy with one line and exit 130 (DeployInterrupted); during the switch it waits for
+   the switch to finish, so the live files are never half old, half new.
 4. Soft reset in the friendly REPL (Ctrl-D), so `boot.py` and `main.py` run: mpremote's own
    `soft-reset` resets in the raw REPL, where MicroPython skips `main.py`.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
+import importlib.util
 import json
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posguard_tools import deploy_heapcheck, maintenance, paths, port_diag
+from posguard_tools import deploy_heapcheck, maintenance, mpylib, paths, port_diag
 
 MANIFEST = ".posguard-manifest.json"
 STAGING = ".staging"
@@ -55,6 +64,10 @@ _SWITCH_LAST = ("board.json", "boot.py", "main.py")
 
 class DeployError(Exception):
     """A deploy that cannot go on; the message says why and what to do."""
+
+
+class DeployInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the message says what the device holds now (one line for the user)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,13 @@ def load_profile(board: str) -> bytes:
     path = paths.board_profile(board)  # FileNotFoundError names the known profiles
     if str(paths.FIRMWARE) not in sys.path:
         sys.path.insert(0, str(paths.FIRMWARE))
+    if "micropython" not in sys.modules:
+        # The validator of a `network` section (posguard/netconfig.py) imports micropython.const: the
+        # simulator's CPython stand-in, loaded by path (simhw on sys.path would shadow CPython's time).
+        spec = importlib.util.spec_from_file_location("micropython", paths.SIMHW / "micropython.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules["micropython"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["micropython"])
     profile = importlib.import_module("posguard.profile")
     data = path.read_bytes()
     try:
@@ -153,7 +173,10 @@ def build(
     frozen: bool = False,
 ) -> list[Artifact]:
     """frozen: the board runs a build with the package frozen in (firmware/manifest.py): copy no .mpy
-    (on the filesystem they would shadow the frozen modules), only data files, entry points, profile."""
+    (on the filesystem they would shadow the frozen modules), only data files, entry points, profile.
+    Not frozen: the micropython-lib dependencies the profile needs (mpylib.deps_for: umqtt.simple with a
+    `network` section) go along as lib/*.mpy, compiled from the pinned copy in .venv/mpy-lib; a frozen
+    build has them frozen in (manifest.py require)."""
     if march not in MPY_ARCHES:
         raise DeployError(f"unknown -march {march!r} (mpy-cross knows: {', '.join(MPY_ARCHES)})")
     out = out or paths.OUT / "deploy" / f"{board}-{march}"
@@ -175,10 +198,26 @@ def build(
     for src in sorted((firmware / "data").glob("*")) if (firmware / "data").is_dir() else []:
         if src.is_file():
             arts.append(Artifact("data/" + src.name, src.read_bytes()))
+    profile = load_profile(board)
+    if not frozen:
+        for dest, src in dependency_sources(json.loads(profile)):
+            arts.append(Artifact(dest, compile_mpy(src, march, out / dest, dest[: -len(".mpy")] + ".py")))
     for name in ("boot.py", "main.py"):
         arts.append(Artifact(name, (firmware / name).read_bytes()))
-    arts.append(Artifact("board.json", load_profile(board)))
+    arts.append(Artifact("board.json", profile))
     return arts
+
+
+def dependency_sources(profile: dict[str, Any]) -> list[tuple[str, Path]]:
+    """(lib/NAME.mpy on the board, the pinned .py here) for each dependency file the profile needs. /lib
+    is on a board's sys.path after '' and .frozen (docs/reference/esp32-port.md), where mip installs too."""
+    try:
+        return [("lib/" + rel[: -len(".py")] + ".mpy", src) for rel, src in mpylib.deps_for(profile)]
+    except (OSError, RuntimeError) as e:
+        raise DeployError(
+            f"cannot get the pinned MicroPython libraries the profile needs into {mpylib.LIB_DIR} ({e}): "
+            "run `make setup` (it installs them)"
+        ) from e
 
 
 def check_loadable(arts: list[Artifact], device: MpyHeader) -> None:
@@ -214,6 +253,12 @@ _PROBE = (
     "    t = ''\n"
     "print('POSGUARD-PROBE %s %d %s' % (sys.implementation.name, m, sys.platform))\n"
     "print('POSGUARD-MANIFEST ' + t.replace(chr(10), ' '))\n"
+    "import os\n"
+    "try:\n"
+    "    os.stat('" + STAGING + "')\n"
+    "    print('POSGUARD-STAGING')\n"
+    "except OSError:\n"
+    "    pass\n"
 ) + maintenance.STATE_SCRIPT + deploy_heapcheck.PROBE_SNIPPET  # state first: the snippet drops posguard.*
 
 
@@ -226,12 +271,20 @@ class Device:
     manifest: dict[str, str]
     state: maintenance.State | None = None
     free_heap: int | None = None  # gc.mem_free() with posguard's modules dropped (deploy_heapcheck)
+    staging: bool = False  # a .staging/ folder an interrupted or failed deploy left
 
 
-def mpremote(port: str, *args: str, timeout: float = _MPREMOTE_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+def mpremote(
+    port: str, *args: str, timeout: float = _MPREMOTE_TIMEOUT_S, own_session: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """own_session: the terminal's Ctrl-C does not reach this mpremote (the switch must finish)."""
     try:
         return subprocess.run(
-            [paths.venv_bin("mpremote"), "connect", port, *args], capture_output=True, text=True, timeout=timeout
+            [paths.venv_bin("mpremote"), "connect", port, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=own_session,
         )
     except subprocess.TimeoutExpired as e:
         raise DeployError(port_diag.explain_silence(port, timeout)) from e
@@ -273,7 +326,7 @@ def probe(port: str, timeout: float = PROBE_TIMEOUT_S) -> Device:
         except (ValueError, AttributeError):
             man = {}  # a damaged manifest: copy everything
     return Device(port, m.group(1), int(m.group(2)), m.group(3), man, maintenance.parse_state(r.stdout),
-                  deploy_heapcheck.free_heap_from_probe(r.stdout))
+                  deploy_heapcheck.free_heap_from_probe(r.stdout), "POSGUARD-STAGING" in r.stdout)
 
 
 @dataclass
@@ -285,6 +338,13 @@ class Plan:
 
 
 def plan(arts: list[Artifact], on_device: dict[str, str], force: bool = False) -> Plan:
+    """What to copy, against the device's manifest, not mpremote's own check. `mpremote cp` skips a file
+    whose destination already has the same SHA-256 (mpremote 1.29.0 commands.py:173-184, unless -f:
+    commands.py:446-449), but deploy copies into a freshly emptied `.staging/`, where that check can never
+    match: it would cost two raw-REPL round trips per file for nothing (transport.py:249-262, hence
+    `cp -f` in upload). Staging is what keeps the switch atomic, and the manifest is what lets it stage
+    only the changed files; it also knows which files the old build had that the new one lacks (mpremote
+    cannot: it compares one destination at a time), and says "up to date" in one probe."""
     copy = [a for a in arts if force or on_device.get(a.dest) != a.sha256]
     unchanged = [a for a in arts if a not in copy]
     remove = sorted(set(on_device) - {a.dest for a in arts})
@@ -378,18 +438,47 @@ def upload(port: str, p: Plan, build_dir: Path) -> None:
         local = build_dir / "upload" / a.dest
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(a.data)
-        args += ["+", "cp", str(local), f":{STAGING}/{a.dest}"]
+        args += ["+", "cp", "-f", str(local), f":{STAGING}/{a.dest}"]  # -f: see plan()
     man = build_dir / "upload" / MANIFEST
     man.write_bytes(p.manifest)
-    args += ["+", "cp", str(man), f":{STAGING}/{MANIFEST}"]
-    r = mpremote(port, *args)
+    args += ["+", "cp", "-f", str(man), f":{STAGING}/{MANIFEST}"]
+    try:
+        r = mpremote(port, *args)
+    except KeyboardInterrupt as e:
+        raise DeployInterrupted(
+            f"while copying to {STAGING}/: the live files are untouched; the next deploy clears {STAGING}/"
+        ) from e
     if r.returncode != 0:
         raise DeployError(
             _explain(port, r) + "\nThe live files were not touched (the copy went to the staging folder)."
         )
-    r = mpremote(port, "resume", "exec", _switch_script(p))
+    with _sigint_deferred() as interrupted:
+        r = mpremote(port, "resume", "exec", _switch_script(p), own_session=True)
     if r.returncode != 0 or "POSGUARD-SWITCHED" not in r.stdout:
         raise DeployError(_explain(port, r) + "\nThe switch from the staging folder did not finish: deploy again.")
+    if interrupted:
+        raise DeployInterrupted("after the switch finished: the new files are live; reset the board to run them")
+
+
+def clear_staging(port: str) -> None:
+    """Remove the .staging/ an interrupted or failed deploy left (a deploy with nothing to copy too)."""
+    r = mpremote(port, "resume", "exec", "import os\n" + _RMTREE + f"rmtree({STAGING!r})\nprint('POSGUARD-CLEARED')\n")
+    if r.returncode != 0 or "POSGUARD-CLEARED" not in r.stdout:
+        raise DeployError(_explain(port, r) + f"\nCould not remove the leftover {STAGING}/: deploy again.")
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[list[int]]:
+    """Hold Ctrl-C until the block ends; the list says whether one came (the caller acts on it)."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def soft_reset_friendly(port: str, timeout: float = 10.0) -> bool:
@@ -417,6 +506,7 @@ class Report:
     plan: Plan
     restarted: bool
     serviced: bool = False  # the terminal was trading: the copy ran in service mode, then it restarted
+    cleared_staging: bool = False  # removed a .staging/ an interrupted deploy left
 
     def lines(self) -> list[str]:
         p, d = self.plan, self.device
@@ -426,6 +516,10 @@ class Report:
         for gone in p.remove:
             out.append(f"  removed  {gone}")
         out.append(f"  {len(p.copy)} copied, {len(p.unchanged)} unchanged, {len(p.remove)} removed")
+        if self.cleared_staging:
+            out.append(f"  cleared {STAGING}/ left by an interrupted deploy")
+        elif d.staging and not (p.copy or p.remove):
+            out.append(f"  {STAGING}/ left by an interrupted deploy: a deploy (not a dry run) clears it")
         if self.serviced:
             out.insert(1, "  the terminal was trading: restarted into service mode (no watchdog) for the copy")
         if p.copy or p.remove:
@@ -458,6 +552,27 @@ def deploy(
 ) -> Report:
     if not (firmware / "posguard").is_dir():
         raise DeployError(f"{firmware} holds no firmware (no posguard/ package in it)")
+    # What the device holds if Ctrl-C comes now: the one line DeployInterrupted prints (upload says its own).
+    phase = ["before any copy: the live files are unchanged"]
+    try:
+        return _deploy(port, board, march, force, dry_run, probe_timeout, frozen, firmware, phase)
+    except DeployInterrupted:
+        raise
+    except KeyboardInterrupt as e:
+        raise DeployInterrupted(phase[0]) from e
+
+
+def _deploy(
+    port: str,
+    board: str,
+    march: str,
+    force: bool,
+    dry_run: bool,
+    probe_timeout: float,
+    frozen: bool,
+    firmware: Path,
+    phase: list[str],
+) -> Report:
     arts = build(board, march, firmware=firmware, frozen=frozen)
     dev = probe(port, probe_timeout)
     if dev.mpy < 0:
@@ -474,19 +589,35 @@ def deploy(
         serviced = dev.state is not None and maintenance.enter(port, dev.state)
     except maintenance.MaintenanceError as e:
         raise DeployError(str(e)) from e
+    cleared = False
     try:
         if serviced:
             dev = probe(port, probe_timeout)  # in service mode: the heap as the new firmware will find it
         _check_heap(port, dev, arts, frozen)
         p = plan(arts, dev.manifest, force)
         if p.copy or p.remove:
-            upload(port, p, paths.OUT / "deploy" / f"{board}-{march}")
-    finally:
+            upload(port, p, paths.OUT / "deploy" / f"{board}-{march}")  # clears .staging/ first
+            phase[0] = "after the switch: the new files are live; " + (
+                "restarted into trading" if serviced else "reset the board to run them")
+        elif dev.staging:
+            clear_staging(port)
+            cleared = True
+    except BaseException:
         if serviced:
-            maintenance.leave(port)
+            _leave(port)
+        raise
+    if serviced and _leave(port):
+        raise KeyboardInterrupt
     if not (p.copy or p.remove):
-        return Report(dev, p, serviced, serviced)
+        return Report(dev, p, serviced, serviced, cleared)
     return Report(dev, p, serviced or soft_reset_friendly(port), serviced)
+
+
+def _leave(port: str) -> bool:
+    """Back to trading (its watchdog must run again), even after a Ctrl-C; True if one came meanwhile."""
+    with _sigint_deferred() as interrupted:
+        maintenance.leave(port)
+    return bool(interrupted)
 
 
 def _check_heap(port: str, dev: Device, arts: list[Artifact], frozen: bool) -> None:
@@ -503,8 +634,6 @@ def package_json(firmware: Path = paths.FIRMWARE, version: str = "0.1.0") -> dic
     boot.py, main.py and board.json are not in it: mip installs into /lib, a board runs them from /.
     deps: the micropython-lib packages the firmware imports (mpylib.MIP_DEPS: umqtt.simple for telemetry), at
     the version mpylib pins for the tests; mip fetches them from its index (`--index` to use another)."""
-    from posguard_tools import mpylib
-
     files = sorted(
         p.relative_to(firmware).as_posix()
         for top in ("posguard", "data")
@@ -524,10 +653,18 @@ def write_package_json(firmware: Path = paths.FIRMWARE) -> Path:
     return path
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m posguard_tools.deploy",
+        description="firmware/package.json for mip (a board is deployed with `posguard deploy`)",
+    )
+    parser.add_argument("--package-json", action="store_true", help="regenerate firmware/package.json")
+    args = parser.parse_args(argv)
+    if not args.package_json:
+        parser.error("nothing to do: --package-json regenerates firmware/package.json")
+    print(f"wrote {write_package_json()}")
+    return 0
+
+
 if __name__ == "__main__":
-    # python -m posguard_tools.deploy --package-json: regenerate firmware/package.json
-    if sys.argv[1:] == ["--package-json"]:
-        print(f"wrote {write_package_json()}")
-    else:
-        print("usage: python -m posguard_tools.deploy --package-json", file=sys.stderr)
-        raise SystemExit(2)
+    raise SystemExit(main())

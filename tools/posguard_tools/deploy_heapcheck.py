@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from posguard_tools import paths
+from posguard_tools import mpylib, paths
 
 # The terminal's working data at its worst: the peak live heap of a trading day on the unix port is held
 # to this by `make bench` (bench_app: "peak live heap on the unix port <= 60 KB").
@@ -37,6 +37,7 @@ DATA_HEAP_BYTES = 60 * 1024
 # either), compaction when maintenance reclaims a sector (its ~2 KB then come out of the working-data
 # budget, whose measured peak stays far below it: docs/device.md, Shipped profiles).
 ON_DEMAND_MODULES = ("repl", "compaction")
+LIB = "lib"  # the board's folder for micropython-lib dependencies (on sys.path after the root and .frozen)
 
 # Appended to deploy's probe: the free heap with posguard's modules (loaded by boot.py) dropped again.
 PROBE_SNIPPET = (
@@ -100,7 +101,8 @@ print("CODE %%d" %% (gc.mem_alloc() - a))
 def code_heap_bytes(mpy_files: dict[str, bytes], only: list[str] | None = None) -> int:
     """Heap the package's code takes on the unix port when loaded from these .mpy files (dest -> bytes),
     every module but the on-demand ones imported (or the modules `only` names, with what they import),
-    the simulated hardware loaded before counting."""
+    the simulated hardware loaded before counting. Files under lib/ (the dependencies deploy copies,
+    umqtt.simple) are imported from lib/, as on a board, so their code is counted too."""
     with tempfile.TemporaryDirectory(prefix="posguard-heapcheck-") as tmp:
         root = Path(tmp)
         names = []
@@ -110,12 +112,12 @@ def code_heap_bytes(mpy_files: dict[str, bytes], only: list[str] | None = None) 
             out = root / dest
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
-            mod = dest[: -len(".mpy")].replace("/", ".")
+            mod = dest[: -len(".mpy")].removeprefix(LIB + "/").replace("/", ".")
             if mod.endswith(".__init__") or mod.rsplit(".", 1)[-1] in ON_DEMAND_MODULES:
                 continue
             names.append(mod)
         env = paths.micropython_env()
-        env["MICROPYPATH"] = ":".join([str(root), str(paths.SIMHW), ".frozen"])
+        env["MICROPYPATH"] = ":".join([str(root), str(root / LIB), str(paths.SIMHW), ".frozen"])
         r = subprocess.run(
             [paths.venv_bin("micropython"), "-X", "heapsize=4m", "-c", _MEASURE % (only or sorted(names),)],
             capture_output=True,
@@ -135,24 +137,40 @@ def compile_package(firmware: Path = paths.FIRMWARE) -> dict[str, bytes]:
     files are kept in out/heapcheck/, keyed by the source bytes and the options, so a rerun compiles only
     what changed."""
     files: dict[str, bytes] = {}
+    for src in sorted((firmware / "posguard").rglob("*.py")):
+        rel = src.relative_to(firmware).as_posix()
+        files[rel[: -len(".py")] + ".mpy"] = _compiled(src, rel)
+    return files
+
+
+def compile_deps(profile: dict[str, Any]) -> dict[str, bytes]:
+    """The micropython-lib dependencies a .mpy deploy of this profile copies to lib/ (mpylib.deps_for:
+    umqtt.simple with a `network` section), compiled as deploy compiles them."""
+    files: dict[str, bytes] = {}
+    for rel, src in mpylib.deps_for(profile):
+        dest = f"{LIB}/{rel}"
+        files[dest[: -len(".py")] + ".mpy"] = _compiled(src, dest)
+    return files
+
+
+def _compiled(src: Path, rel: str) -> bytes:
+    """mpy-cross -march=xtensawin -O2 of src (rel: its name on the board), cached in out/heapcheck/ by
+    the source bytes and the options."""
     cache = paths.OUT / "heapcheck"
     cache.mkdir(parents=True, exist_ok=True)
-    for src in sorted((firmware / "posguard").rglob("*.py")):
-        rel = src.relative_to(firmware)
-        opts = ["-march=xtensawin", "-O2", "-s", rel.as_posix()]
-        key = hashlib.sha256(src.read_bytes() + "\0".join(opts).encode()).hexdigest()
-        out = cache / f"{key}.mpy"
-        if not out.exists():
-            tmp = out.with_suffix(f".{os.getpid()}.tmp")
-            subprocess.run(
-                [paths.venv_bin("mpy-cross"), *opts, "-o", str(tmp), str(src)],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
-            tmp.replace(out)
-        files[rel.with_suffix(".mpy").as_posix()] = out.read_bytes()
-    return files
+    opts = ["-march=xtensawin", "-O2", "-s", rel]
+    key = hashlib.sha256(src.read_bytes() + "\0".join(opts).encode()).hexdigest()
+    out = cache / f"{key}.mpy"
+    if not out.exists():
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        subprocess.run(
+            [paths.venv_bin("mpy-cross"), *opts, "-o", str(tmp), str(src)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        tmp.replace(out)
+    return out.read_bytes()
 
 
 @dataclass(frozen=True)
@@ -179,11 +197,17 @@ class Plan:
 
 
 def plan_for(board: str, code: int | None = None) -> Plan:
-    """The deployment a shipped profile needs: .mpy when code + working data fit the chip's heap."""
-    chip = _sim_heap().chip_of(json.loads(paths.board_profile(board).read_text()))
+    """The deployment a shipped profile needs: .mpy when code + working data fit the chip's heap.
+    code: the package's code (code_heap_bytes of compile_package()), measured here when None; the
+    dependencies the profile needs (umqtt.simple with a `network` section) are added to it."""
+    profile = json.loads(paths.board_profile(board).read_text())
+    chip = _sim_heap().chip_of(profile)
     areas = port_heap(chip)
+    deps = compile_deps(profile)
     if code is None:
-        code = code_heap_bytes(compile_package())
+        code = code_heap_bytes({**compile_package(), **deps})
+    elif deps:
+        code += code_heap_bytes(deps)
     heap = sum(areas)
     return Plan(board, chip, heap, max(areas), code, code + DATA_HEAP_BYTES > heap)
 

@@ -6,6 +6,7 @@ catches them before a board does. `python -m posguard_tools.mpgate [DIR]` prints
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -113,9 +114,23 @@ def code_heap_bytes(root: Path) -> int | None:
         return None
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m posguard_tools.mpgate",
+        description="every firmware file compiles for the ESP32 (mpy-cross) and imports on the unix port",
+    )
+    p.add_argument(
+        "root", nargs="?", type=Path, default=paths.FIRMWARE, metavar="DIR",
+        help="the firmware tree (default: this checkout's firmware/)",
+    )
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    root = Path(args[0]) if args else paths.FIRMWARE
+    root: Path = build_parser().parse_args(argv).root
+    if not root.is_dir():
+        print(f"mpgate: {root} is not a directory", file=sys.stderr)
+        return 2
     files = firmware_files(root)
     cerr = compile_errors(root)
     print(f"mpy-cross -march=xtensawin: {len(files) - len(cerr)}/{len(files)} firmware files compile")

@@ -10,7 +10,8 @@ checks its SHA-256 and copies the library's .py files out, as upip did on a boar
 
 The same pinned files also make a local mip index (`mip_index()`): `mpremote mip install --index DIR
 --no-mpy firmware/package.json` then resolves package.json's deps from this machine, never the internet
-(test_deploy.py does that; docs/fleet.md "umqtt.simple on a board").
+(test_deploy.py does that; docs/fleet.md "umqtt.simple on a board"). `posguard deploy` compiles the
+same pinned files to lib/*.mpy for a board whose profile needs them (`deps_for`, NEEDED_BY).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import tarfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from posguard_tools import paths
 
@@ -41,6 +43,10 @@ PINNED = (
 
 # firmware/package.json "deps" (mip's [package, version]): the micropython-lib names and versions of PINNED.
 MIP_DEPS = (("umqtt.simple", "1.3.4"),)
+# The board-profile section whose firmware code imports each of MIP_DEPS: `posguard deploy` copies a
+# dependency, compiled, to a .mpy board only when its profile has that section (umqtt.simple: telemetry,
+# posguard/mqtt_link.py, started by posguard/app.py when "network" is not null).
+NEEDED_BY = {"umqtt.simple": "network"}
 
 
 def _index() -> str:
@@ -84,14 +90,35 @@ def install(force: bool = False) -> Path:
     return LIB_DIR
 
 
+def _deps() -> list[tuple[str, str, tuple[str, ...]]]:
+    """MIP_DEPS with the files of their PINNED archives: (mip name, version, module files)."""
+    out: list[tuple[str, str, tuple[str, ...]]] = []
+    for (name, version), (_p, pinned, _h, files) in zip(MIP_DEPS, PINNED, strict=True):
+        if version != pinned:
+            raise RuntimeError(f"MIP_DEPS {name} {version} is not the pinned {pinned}")
+        out.append((name, version, files))
+    return out
+
+
+def deps_for(profile: dict[str, Any]) -> list[tuple[str, Path]]:
+    """The dependency files a board running this profile imports, as (path under the board's lib/, the
+    pinned source file in LIB_DIR), installing the pinned copy first if `make setup` has not."""
+    needed: list[str] = []
+    for name, _version, files in _deps():
+        if profile.get(NEEDED_BY[name]) is not None:
+            needed += list(files)
+    if not needed:
+        return []
+    lib = install()
+    return [(rel, lib / rel) for rel in needed]
+
+
 def mip_index(dest: Path) -> Path:
     """A mip package index in `dest` with MIP_DEPS as source (mip's "py" flavour, the layout of
     micropython-lib's tools/build.py: package/py/NAME/VERSION.json listing [path, sha256[:8]], the files
     under file/HH/HASH), from the pinned local install. Returns dest (mpremote's --index)."""
     lib = install()
-    for (name, version), (_p, pinned, _h, files) in zip(MIP_DEPS, PINNED, strict=True):
-        if version != pinned:
-            raise RuntimeError(f"MIP_DEPS {name} {version} is not the pinned {pinned}")
+    for name, version, files in _deps():
         hashes = []
         for rel in files:
             data = (lib / rel).read_bytes()
