@@ -14,6 +14,7 @@ _PAUSE_POLL_MS = const(500)  # whole ms, no float (printer_link.sleep_ms says wh
 _PAUSE_LIMIT_S = const(300)  # a fault not cleared in 5 minutes fails the job
 _LINE_DOTS = const(30)  # 24-dot font + 6 dots of line spacing (ESC 2 default on 203 dpi heads)
 _QR_QUIET = const(4)
+_FLOW_POLL_MS = const(20)  # xon: the RX stream is read this often while _settle waits
 HEATS = ("esc7", "density", "none")
 
 
@@ -78,6 +79,9 @@ class Printer:
         if pcfg["flow"] == "pacing":
             self.pacer = printer_link.Pacer(pcfg, self.link.frame_us, adafruit_pacing)
         self.heat = (64, 800, 20)  # ESC 7 defaults (battery-and-printer.md)
+        # Nothing sent since this boot: the printer may be offline and may still hold a full buffer of
+        # the job we were sending when the power went (a connector bounce leaves it running). _settle().
+        self._fresh = True
         self._lock = asyncio.Lock()
         self.last_status = None
 
@@ -142,13 +146,50 @@ class Printer:
 
     # -- jobs ------------------------------------------------------------------------------------
     async def start(self):
-        """Initialise the printer (ESC @, FS ., GS a 0) and report its status."""
+        """Ask the printer's status (DLE EOT: real-time, answered even with a full buffer, escpos.md) and,
+        only when it can print, initialise it (ESC @, FS ., GS a 0). Returns the status. Offline, out of
+        paper or cover open: nothing is sent (it would be dropped into a full buffer); the next job
+        waits for the printer (every job starts with the same initialisation)."""
         async with self._lock:
+            st = await self._status()
+            if self.cfg["answers_status"] and printer_status.fault_of(st):
+                return st
+            await self._settle()
             enc = self.enc
             enc.clear()
             enc.init(False)
+            await self._paced(enc.out())
             await self.link.send(enc.out())
-            return await self._status()
+            return st
+
+    async def _settle(self):
+        """Once per boot, before the first byte and with the printer online as far as it can say: let
+        whatever it may still hold from before the boot drain. Pacing: a full buffer's worth of mechanism
+        time is booked (Pacer.assume_full). XON/XOFF: the XOFF state is unknown after a reboot (the XOFF
+        went to the firmware before it, and an idle printer never repeats it): wait the time a full
+        buffer takes to print, reading the flow bytes meanwhile (one XON cannot end the wait early: noise
+        on RX fakes it). BUSY on CTS needs nothing: the pin (or the UART's CTS) tells the truth from the
+        first byte."""
+        if not self._fresh:
+            return
+        self._fresh = False
+        if self.pacer is not None:
+            self.pacer.assume_full()
+            return
+        if self.link.mode != "xon":
+            return
+        d = self.demux
+        limit_ms = printer_link.full_buffer_us(self.cfg["rx_buffer"], 0, self.cfg["cutter"]) // 1000
+        start = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), start) < limit_ms:
+            d.poll()
+            await printer_link.sleep_ms(_FLOW_POLL_MS)
+        d.poll()
+
+    async def _paced(self, mv):
+        """Pacing: wait until the printer has room for mv (bytes that print nothing: init, GS r)."""
+        if self.pacer is not None:
+            await self.pacer.before(len(mv))
 
     async def print_job(self, ops):
         async with self._lock:
@@ -156,10 +197,15 @@ class Printer:
 
     async def _job(self, ops):
         res = {"result": "printed", "line": 0, "lines": len(ops), "reason": "", "pauses": 0, "bytes": 0}
+        # Nothing goes to a printer that cannot print (a paper-out printer's buffer may be full).
+        if self.cfg["answers_status"] and not await self._ready(res):
+            return res
+        await self._settle()
         enc = self.enc
         enc.clear()
         enc.init(False)
         self._encode_heat(enc)
+        await self._paced(enc.out())
         if not await self._send(enc.out(), res):
             return res
         pacer = self.pacer
@@ -204,11 +250,17 @@ class Printer:
         res["pauses"] += 1
         self._event("paused", "%s at line %d" % (fault, res["line"]))
         start = time.ticks_ms()
+        pacer = self.pacer
         while time.ticks_diff(time.ticks_ms(), start) < self.pause_limit_s * 1000:
             await printer_link.sleep_ms(_PAUSE_POLL_MS)
-            # A printer that cannot say what is wrong shows recovery by taking data again.
-            f = "" if fault == "offline" and self.link.flowing() else await self._fault()
+            # A printer that cannot say what is wrong shows recovery by taking data again; a pacing link
+            # always "takes" data (there is no back-pressure), so there only an answer clears it.
+            took = pacer is None and self.link.flowing()
+            f = "" if fault == "offline" and took else await self._fault()
             if not f:
+                if pacer is not None:
+                    # What it held while stopped prints now; the pacer's estimate ran out meanwhile.
+                    pacer.assume_full()
                 self._event("resumed", "%s cleared at line %d" % (fault, res["line"]))
                 return True
             fault = f
@@ -256,6 +308,7 @@ class Printer:
             enc.clear()
             enc.put(0x1D, 0x72, 0x31)
             self.demux.gsr = -1
+            await self._paced(enc.out())
             if not await self._send(enc.out(), res):
                 return False
         start = time.ticks_ms()

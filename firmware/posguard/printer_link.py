@@ -19,6 +19,10 @@ _STALL_MS = const(1000)  # no progress for this long: the job asks the printer w
 _QUERY_EXTRA_MS = const(60)  # printer turnaround allowance on top of the wire time of a status query
 _FEED_ROW_US = const(2100)  # Adafruit_Thermal dotFeedTime (battery-and-printer.md)
 _ADAFRUIT_ROW_US = const(30000)  # Adafruit_Thermal dotPrintTime: 30 ms a printed dot row
+_BLANK_ROWS = const(30)  # a blank line: one LF byte feeds 24 dots + 6 of spacing (printer._LINE_DOTS)
+_BIG_ROWS = const(48)  # a double-height line
+_BIG_CELL_INK = const(24)  # black dots a row of one double-width Hanzi cell, at INK_WORST (printer.op_rows)
+_CUT_US = const(600000)  # [EST] covers a 0.5 s autocutter (printer.op_rows)
 # No single op books more mechanism time than this (a tall QR at the slowest heat is a few seconds):
 # a longer wait can only be a stale deadline read across the ticks_us wrap.
 _MAX_AHEAD_US = const(60000000)
@@ -173,6 +177,23 @@ class Link:
                 return None
 
 
+def full_buffer_us(rx_buffer, big_row_us, cutter):
+    """Mechanism time a full receive buffer can still hold, on the slow side: every byte in it as slow as
+    the slowest byte of our own receipts: the LF of a blank line (_BLANK_ROWS fed), the cell and LF of a
+    one-cell double-size line (_BIG_ROWS printed, two bytes), or a cut (GS V m n, four bytes). After a
+    boot nobody knows what the printer holds (a connector bounce leaves it running with its buffer):
+    this long after it reports online, whatever it held is on paper. At most _MAX_AHEAD_US (a longer
+    deadline reads as stale): enough for buffers up to about 900 bytes at the default heat."""
+    per = _BLANK_ROWS * _FEED_ROW_US
+    big = _BIG_ROWS * int(big_row_us) // 2
+    if big > per:
+        per = big
+    if cutter and _CUT_US // 4 > per:
+        per = _CUT_US // 4
+    t = rx_buffer * per
+    return t if t < _MAX_AHEAD_US else _MAX_AHEAD_US
+
+
 class Pacer:
     """Timing-only flow control: keep an estimate of when the mechanism will be idle and never send
     more than the printer's buffer can hold before then. Every assumption is on the slow side."""
@@ -182,6 +203,8 @@ class Pacer:
 
     def __init__(self, pcfg, frame_us, adafruit=False):
         self.frame_us = frame_us
+        self.rx_buffer = pcfg["rx_buffer"]
+        self.cutter = pcfg.get("cutter", False)
         self.window = max(1, pcfg["rx_buffer"] - pcfg["busy_free"])
         self.row_min_us = 1000000 // (pcfg["mm_per_s"] * 8)  # 8 dots per mm (escpos.md: 384 dots = 48 mm)
         self.adafruit = adafruit
@@ -197,6 +220,14 @@ class Pacer:
         strobes = (int(ink_dots) + self.heat_dots - 1) // self.heat_dots
         per = strobes * (self.heat_us * self.HEAT_SAG + self.heat_int_us)
         return per if per > self.row_min_us else self.row_min_us
+
+    def full_us(self):
+        return full_buffer_us(self.rx_buffer, self.row_us(_BIG_CELL_INK), self.cutter)
+
+    def assume_full(self):
+        """The printer may hold a full buffer we know nothing of (after a boot, after a pause): book a
+        full buffer's worth of mechanism time from now."""
+        self._idle_at = time.ticks_add(time.ticks_us(), self.full_us())
 
     async def before(self, nbytes):
         # Bytes of this op may arrive while the previous op prints, up to the buffer window.

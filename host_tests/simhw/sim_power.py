@@ -68,6 +68,11 @@ class PowerDomain:
         self.cuts = 0
         self.min_v = None
         self.log = []
+        # World time (us) since which the source gives no voltage at all (the pack is out of its
+        # connector), None while it is there. Parts on the same pack (the printer) read it to lose their
+        # own power: a board reset alone (brownout, watchdog, a test's cut()) leaves it None.
+        self.outage_since = None
+        self.outages = 0
         clock.add_listener(self._on_time)
 
     # -- loads ------------------------------------------------------------------------------------
@@ -91,8 +96,20 @@ class PowerDomain:
 
     def _on_time(self, t0_us, t1_us):
         self.source.step((t1_us - t0_us) / 1000000, self.total_a())
+        self._watch_outage(t0_us)
         if self.on:
             self.check()
+
+    def _watch_outage(self, t0_us):
+        # Registered before any part's listener (parts are built on this domain), so a part reading
+        # outage_since in the same step sees it. A pull is an event: the clock settles right after it,
+        # or the cut's PowerLoss stops time there, so t0_us is the moment the contact went.
+        gone = self.source.terminal_v(0.0) <= 0.0
+        if gone and self.outage_since is None:
+            self.outage_since = t0_us
+            self.outages += 1
+        elif not gone and self.outage_since is not None:
+            self.outage_since = None
 
     def check(self):
         v = self.rail_v()

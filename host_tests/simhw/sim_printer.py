@@ -17,6 +17,10 @@
 #   through a 90 % boost converter [EST] when the profile has one).
 # - paper roll length and paper-out (sensor checked before each line), cover open, head too hot, cutter
 #   error, a brownout of its own (supply under the model's minimum) that resets modes and the buffer.
+# - it hangs on the board's pack (sim_power.PowerDomain.outage_since): while the pack is out of its
+#   connector the mechanism stands still, and an outage longer than HOLDUP_US resets the controller
+#   (buffer and modes gone, as brownout()); a shorter one (a connector bounce) leaves it running with
+#   whatever its buffer holds. A board reset without an outage (brownout, watchdog) leaves it alone.
 # What it printed is recorded (`printed`, bounded) with raw bytes: the host decodes GB18030 and renders.
 import sim_firmware
 import sim_power
@@ -38,6 +42,11 @@ BOOST_EFF = 0.9  # [EST] a small synchronous boost converter at 1-3 A
 BOOST_V = 5.0  # [EST] the boost rail a 5-9 V panel printer is fed from
 DOTS_PER_MM = 8  # 203 dpi: 384 dots across 48 mm of print width (escpos.md)
 FEED_ROW_US = 2100  # Adafruit_Thermal dotFeedTime (battery-and-printer.md)
+# How long the controller's logic rides through a lost supply on its input capacitance [EST, an
+# assumption: no datasheet gives it; battery-and-printer.md "Printer controller hold-up"]. Longer than
+# sim_day's 20 ms connector bounce (the printer keeps its buffer: the harder case for the firmware),
+# far shorter than a pack pulled for seconds (the controller resets).
+HOLDUP_US = 100000
 LINE_SPACING = 30  # dots: ESC 2 default on 203 dpi mechanisms [EST]
 # Share of a character cell's dots that are black, for the current model [EST: counted on a 12x24
 # Latin font and a 24x24 song-ti Hanzi font, averaged over text; bold about 1.4 times].
@@ -125,6 +134,7 @@ class ThermalPrinter:
         self._held = None  # an op waiting for the fault to clear
         self._maybe_rt = 0  # dropped bytes that may still turn out to be a DLE EOT (not counted yet)
         self._frozen_until = 0  # stall(): controller hung, BUSY held, nothing processed
+        self._dark = False  # the supply has been gone longer than HOLDUP_US: reset, waiting for power
         self._reset_modes()
         board.uart_peers[self.uart_id] = self
         board.clock.add_listener(self._on_time)
@@ -275,12 +285,33 @@ class ThermalPrinter:
         return w is not None and w.owner is not None
 
     def _on_time(self, t0_us, t1_us):
-        if not self._wire_driven():  # else the UART's listener syncs us frame by frame
-            self.sync(t1_us)
+        p = sim_power.POWER
+        if p is not None and p.outage_since is not None or not self._wire_driven():
+            self.sync(t1_us)  # else the UART's listener syncs us frame by frame
+
+    def _unpowered(self, since, t_us):
+        # The pack is out: the mechanism ran until the contact went, then stands still (no motor, no
+        # strobe); past the hold-up the controller is gone too, and comes back reset with the pack.
+        if self._t < since:
+            self._run(since)
+            self._t = since
+        if self._op_end is not None:
+            self._op_end += t_us - self._t  # (a bounce: the line goes on where it stopped)
+            self._set_load(0.0)
+        self._t = t_us
+        if not self._dark and t_us - since > HOLDUP_US:
+            self._dark = True
+            self.brownout()
 
     def sync(self, t_us):
         if t_us <= self._t:
             return
+        p = sim_power.POWER
+        since = p.outage_since if p is not None else None
+        if since is not None:
+            self._unpowered(since, t_us)
+            return
+        self._dark = False
         self._run(t_us)
         self._t = t_us
         self._drive_busy()
