@@ -55,6 +55,10 @@ _MAX_EVENTS = 400  # day events kept for the plot/report (bounded)
 _MAX_QUEUE = 6  # customers waiting at the counter; more walk away
 _MAX_SALES = 4096  # sale ids per day the bookkeeping has room for (preallocated: bounded RAM)
 _KINDS = ("original", "duplicate", "void", "partial")
+# The close ends the simulation, not the terminal: a receipt started after the last reset whose mechanism
+# ran this recently is still printing (a receipt takes 3-9 s, pacing waits ~4 s after a pause), not cut.
+# One stuck longer (a printer that stopped mid-receipt) is judged as cut: the judge is never kinder.
+_CLOSE_ACTIVE_S = 30
 _F_APPROVED = 1
 _F_HOST_REPRINT = 2
 _F_REVERSAL = 4
@@ -161,9 +165,15 @@ class Day(sim_world.World):
 
         printer = self.printer
 
+        day = self
+        self.receipt_since_us = 0  # when the receipt the tracker holds now started (world time)
+
         def record(rec):
             orig_record(rec)
+            n = tracker.starts
             tracker.feed(rec)
+            if tracker.starts != n:
+                day.receipt_since_us = day.clock.now_us()
             if len(printer.printed) > 32:
                 del printer.printed[:16]  # the tracker has seen them: keep the model's log small
 
@@ -638,7 +648,22 @@ class Day(sim_world.World):
                         None if fw < 0 else round(fw, 1), _STATE_CODES[self.s_state[i]] or None, self.s_chg[i]])
         return out
 
+    def _printing_at_close(self, resets):
+        """The sale whose receipt is on the printer at the close, or None: it started after the last reset,
+        is not finished, and the mechanism ran within _CLOSE_ACTIVE_S. Taken out of the tracker (not a
+        partial print): nothing cut it, the day's end only stopped the simulation."""
+        sid = self.tracker.in_progress()
+        if sid is None:
+            return None
+        now = self.clock.now_us()
+        last_reset_us = resets[-1][0] * 1000 if resets else -1
+        if self.receipt_since_us <= last_reset_us or now - self.printer.last_end_us > _CLOSE_ACTIVE_S * 1000000:
+            return None
+        self.tracker.drop()
+        return sid
+
     def report(self, summary):
+        at_close = self._printing_at_close(summary["resets"])
         self.tracker.flush()
         ids = [self.base_id + i for i in range(self.next_id - self.base_id) if self.flags[i] & _F_APPROVED]
         states = journal_states(self.board, ids)
@@ -667,7 +692,9 @@ class Day(sim_world.World):
                     lost.append([sid, st, part])
             if o > 1 or d > 1:
                 twice.append(sid)
-            if d > 0 or (part and o == 0):
+            if sid == at_close and o + d == 0:
+                pass  # its receipt is on the printer at the close (reported as printing_at_close)
+            elif d > 0 or (part and o == 0):
                 # interrupted: its original never finished (or it was PAID when the power went)
                 interrupted += 1
                 if d == 1:
@@ -698,6 +725,7 @@ class Day(sim_world.World):
             "printed_twice": twice,
             "lost": lost,
             "pending_reprint": pending,
+            "printing_at_close": [] if at_close is None else [at_close],
             "reversals_pending": self.n_reversals - self.n_acked,
             "brownouts": self.power.brownouts,
             "brownouts_printing": self.brownouts_printing,
@@ -733,6 +761,7 @@ class ReceiptTracker:
     def __init__(self, commit):
         self.commit = commit
         self._cur = None  # [id, kind, complete, paid, lines]
+        self.starts = 0  # receipts started so far (the day stamps each start's time)
         self._prev = []
         self._prev_recs = []
         self._recs = []  # the current receipt's printed lines, kept only until a sample of its kind exists
@@ -758,6 +787,7 @@ class ReceiptTracker:
                 del self._recs[-top:]
             self.flush()
             self._cur = [None, kind, False, False, 0]
+            self.starts += 1
             self._recs = []
             if kind not in self.samples:
                 self._recs = self._prev_recs[-(1 if kind == "void" else 2):] if kind != "original" else []
@@ -784,6 +814,16 @@ class ReceiptTracker:
         self._prev_recs.append(rec)
         if len(self._prev_recs) > 3:
             self._prev_recs.pop(0)
+
+    def in_progress(self):
+        """The sale id of a receipt started and not finished, or None."""
+        cur = self._cur
+        return cur[0] if cur is not None and not cur[2] else None
+
+    def drop(self):
+        """Forget the receipt in progress without judging it (the day's close: it is still printing)."""
+        self._cur = None
+        self._recs = []
 
     def flush(self):
         cur = self._cur
