@@ -73,18 +73,29 @@ def test_noisy_voltage_at_the_low_threshold_does_not_flap_the_monitor(world: Any
     assert _transitions(states) <= 1
 
 
-def _monitor_at(make_world: Any, soc: float, profile: str = "devkit-1s", **batt: Any) -> tuple[Any, Any]:
+def _wired_monitor(make_world: Any, soc: float, profile: str = "devkit-1s", **batt: Any) -> tuple[Any, Any, Any]:
+    """(world, pack wiring, monitor) on a pack at `soc`, the monitor watching the charger pin, 30 s in."""
     import sim_battery
 
     w = make_world(profile)
     bat = sim_battery.Battery(cells=w.profile["battery"]["cells_series"], soc=soc, **batt)
-    sim_battery.PackWiring(w.board, bat)
+    pack = sim_battery.PackWiring(w.board, bat)
     w.power.set_load("board", w.profile["power"]["idle_a"])
-    mon = powermon.PowerMonitor(w.profile, hw.adc(w.profile["pins"]["vbat_adc"]), store_dir=str(w.fs_dir),
-                                auto_shutdown=False)
-    for _ in range(30):
+    pins = w.profile["pins"]
+    mon = powermon.PowerMonitor(w.profile, hw.adc(pins["vbat_adc"]), charger_pin=hw.pin_in(pins["charger_present"]),
+                                store_dir=str(w.fs_dir), auto_shutdown=False)
+    _run(w, mon, 30)
+    return w, pack, mon
+
+
+def _run(w: Any, mon: Any, seconds: int) -> None:
+    for _ in range(seconds):
         mon.update()
         w.clock.advance_us(1_000_000)
+
+
+def _monitor_at(make_world: Any, soc: float, profile: str = "devkit-1s", **batt: Any) -> tuple[Any, Any]:
+    w, _pack, mon = _wired_monitor(make_world, soc, profile, **batt)
     return w, mon
 
 
@@ -101,16 +112,23 @@ def test_full_pack_prints_at_full_heat(make_world: Any) -> None:
 
 def _receipts(w: Any, mon: Any, n: int, amps: float = 1.7) -> None:
     for _ in range(n):
-        for _ in range(80):
-            mon.update()
-            w.clock.advance_us(1_000_000)
-        mon.set_load(True)
-        w.power.set_load("printer", amps)
-        for _ in range(6):
-            w.clock.advance_us(1_000_000)
-            mon.update()
-        w.power.set_load("printer", 0.0)
-        mon.set_load(False)
+        _run(w, mon, 80)
+        _one_receipt(w, mon, amps)
+
+
+def _one_receipt(w: Any, mon: Any, amps: float = 1.7, seconds: int = 6, sag: bool = False) -> None:
+    """A receipt the printer draws `amps` for `seconds`, the monitor told as printjobs tells it (a fresh idle
+    reading just before it starts)."""
+    mon.update()
+    mon.set_load(True)
+    w.power.set_load("printer", amps)
+    for _ in range(seconds):
+        w.clock.advance_us(1_000_000)
+        if sag:
+            mon.sample_sag()
+        mon.update()
+    w.power.set_load("printer", 0.0)
+    mon.set_load(False)
 
 
 def test_weak_pack_gets_fewer_heating_dots(make_world: Any) -> None:
@@ -353,3 +371,98 @@ def test_receipts_left_and_the_low_warning(make_world: Any) -> None:
     assert st["battery"]["temp_source"] == "none"  # devkit-1s: an original ESP32 and no thermistor
     _, empty = _monitor_at(make_world, 0.05)
     assert empty.state >= CRITICAL and empty.low_warning == "battery empty: no receipts left, connect the charger"
+
+
+@pytest.mark.parametrize("reported", [True, False], ids=["paper-out-reported", "stall-unreported"])
+def test_a_receipt_held_three_minutes_does_not_widen_the_margin(make_world: Any, reported: bool) -> None:
+    """The story day, seed 5: the paper ran out in the middle of a receipt and the roll was reloaded 3 minutes
+    later. The monitor counted the print current all along and then checked a 3-minute "receipt" against the
+    prediction: the margin went from 0.10 to 0.26 V, and the terminal stayed CRITICAL for an hour on the
+    charger. The printer's "paused" event (printjobs -> pause_load) stops the count; a stall nobody reports
+    (XOFF, BUSY) is too long to be checked (powermon._RX_STALL)."""
+    w, _pack, mon = _wired_monitor(make_world, 0.6)
+    _receipts(w, mon, 8)
+    margin, soc_before, r_before = mon.margin_v, mon.est.soc, mon.health.r_now
+    mon.update()
+    mon.set_load(True)
+    w.power.set_load("printer", 1.7)
+    _run(w, mon, 3)
+    w.power.set_load("printer", 0.0)  # paper out: the printer stops
+    if reported:
+        mon.pause_load(True)
+    _run(w, mon, 180)
+    if reported:
+        assert mon.current_a() == pytest.approx(mon.load.base_a())
+        mon.pause_load(False)
+    w.power.set_load("printer", 1.7)
+    _run(w, mon, 3)
+    w.power.set_load("printer", 0.0)
+    mon.set_load(False)
+    _run(w, mon, 30)
+    assert mon.margin_v <= margin + 1e-6
+    if reported:
+        # 6 s of printing and 3 minutes idle were counted (0.8 %), not 3 minutes at 2 A (4 %)
+        assert soc_before - mon.est.soc < 1.5
+        assert mon.health.r_now == pytest.approx(r_before, rel=0.3)
+
+
+def test_a_receipt_on_the_charger_teaches_the_pack_nothing(make_world: Any) -> None:
+    """Without a current sensor the pack's share of a receipt printed on the charger is unknown (the charger
+    feeds the printer first): its smaller sag would lower the resistance the prediction uses, and its minimum
+    checked against the pack-only prediction widened the margin to 0.36 V on the story day (seed 5), which
+    sent the terminal on the charger to its SHUTDOWN deep sleep."""
+    w, pack, mon = _wired_monitor(make_world, 0.3)
+    for _ in range(8):
+        _run(w, mon, 80)
+        _one_receipt(w, mon, sag=True)
+    r_sag, margin = mon.r_sag, mon.margin_v
+    assert r_sag > 0.0
+    pack.set_charger(1.0)
+    for _ in range(3):
+        _run(w, mon, 80)
+        _one_receipt(w, mon, sag=True)
+    assert mon.r_sag == r_sag and mon.margin_v == margin
+
+
+def test_critical_on_the_charger_sells_again_within_minutes_and_the_receipt_finishes(make_world: Any) -> None:
+    """A pack run to its limit with the margin widened by a receipt deeper than predicted (the story day's
+    seed 2), then the charger. CRITICAL is left on the receipt check at the lowest heat plus a
+    small hysteresis and the profile's 2 % SoC hysteresis; it used to wait until a full-heat receipt had the
+    whole (widened) margin to spare: 32 minutes here, over an hour on the story day. The receipt it then
+    allows finishes even if the charger is pulled at that moment."""
+    import sim_printer
+
+    w, pack, mon = _wired_monitor(make_world, 0.10)
+    for _ in range(200 * 80):  # a receipt every 80 s until CRITICAL
+        _run(w, mon, 1)
+        if mon.state == CRITICAL:
+            break
+        if mon._n % 80 == 0:
+            _one_receipt(w, mon)
+    # A margin widened as a receipt deeper than predicted leaves it (the story day's seeds 2 and 7: 0.15-0.17 V);
+    # in CRITICAL no receipt prints, so nothing narrows it again.
+    mon._err_var = ((0.12 - mon.margin_floor_v) / 3.0) ** 2
+    mon.margin_v = 0.12
+    _run(w, mon, 10)
+    assert mon.state == CRITICAL and mon.soc_pct == 0.0
+    pack.set_charger(1.0)
+    waited = 0
+    while mon.state >= CRITICAL and waited < 3600:
+        _run(w, mon, 1)
+        waited += 1
+    assert waited <= 20 * 60, waited  # 16 min measured (margin 0.12 V, 1 A charger); 32.5 min before the fix
+    ok, why = mon.can_print(30)
+    assert mon.state == LOW and ok, why
+    # The receipt it allows, at the offered heat, with the charger pulled as it starts: the simulated
+    # printer's strobe peak (its boost at the rail) keeps the rail above brownout for the whole receipt.
+    pack.set_charger(0.0)
+    dots = mon.heat_setting().dots
+    bat = w.power.source
+    idle = w.profile["power"]["idle_a"]
+    for _ in range(int(mon.load.receipt_time_s(30, dots)) + 1):
+        v = bat.terminal_v(idle)
+        for _ in range(3):
+            v = bat.terminal_v(idle + sim_printer.BOOST_V ** 2 * dots / sim_printer.R_DOT_OHM
+                               / (v * sim_printer.BOOST_EFF))
+        assert v > w.profile["power"]["brownout_v"]
+        bat.step(1.0, idle + mon.load.print_a * 1.1)

@@ -47,6 +47,12 @@ SAG_FILE = "sag.json"
 # again (the rise is unlearned by the next receipts' sag if it was only a pulled pack).
 _CUT_RAISE = 1.25
 _SAG_SAVE_UP = 1.15
+# A receipt that lasted longer than this many standard receipts at the lowest heat (48 s on devkit-1s)
+# stalled (XOFF or BUSY held, a pause the driver did not report): the model's print current did not flow
+# throughout, so its minimum says nothing about the prediction and is not checked against it. Without this,
+# a receipt held 3 minutes by paper out widened the margin from 0.10 to 0.26 V, and the terminal stayed
+# CRITICAL for an hour on the charger (the margin narrows only from receipts, and none are allowed there).
+_RX_STALL = 4.0
 
 
 class PowerMonitor:
@@ -76,6 +82,11 @@ class PowerMonitor:
         # three times the prediction's own error spread, which starts at the profile's margin (nothing
         # learned yet: after boot or a pack change) and narrows as receipts confirm the prediction.
         self.margin_floor_v = prof["policy"]["margin_mv"] / 1000.0 / 2.0
+        # CRITICAL is left once a receipt at the lowest heat would end this far above cutoff plus margin (and
+        # the 3-reading dwell): the hysteresis only keeps the state from flapping on reading noise; the margin
+        # under the headroom is what keeps a receipt from browning out. It used to be the whole margin, which
+        # a margin widened by one surprising receipt made 0.17 V (and none is learned in CRITICAL).
+        self.exit_hyst_v = self.margin_floor_v
         self._err_var = self._err_var0()
         self.bias_v = 0.0  # measured minus predicted receipt minimum, per cell (learned; as used)
         self._bias_raw = 0.0
@@ -84,6 +95,7 @@ class PowerMonitor:
         self.load.floor_v = self.cutoff_v + prof["policy"]["margin_mv"] / 1000.0  # boost peak predicted there
         self.auto_shutdown = auto_shutdown
         self.printing = False
+        self.paused = False  # the printer stopped mid-receipt (paper out, cover open): idle current meanwhile
         self.heat = None
         self.fault = None
         self.soc_pct = 0.0
@@ -110,6 +122,11 @@ class PowerMonitor:
         self._stopping = False
         # the receipt being printed: its start state (for the prediction check) and what it drew
         self._rx = None
+        # A charger was on during the receipt: without a current sensor what the pack gave is unknown (the
+        # charger feeds the printer first, and tapers), so neither its sag nor its minimum is the pack's.
+        # Checked against the pack-only prediction, one such receipt widened the margin to 0.36 V, and the
+        # idle check then sent the terminal to its SHUTDOWN deep sleep on the charger.
+        self._rx_chg = False
         self._rx_vmin = 0.0
         self._rx_asum = 0.0
         self._rx_apeak = 0.0
@@ -152,7 +169,19 @@ class PowerMonitor:
         elif not printing and self.printing:
             self._rx_end()
         self.printing = bool(printing)
+        self.paused = False
         self.heat = heat
+
+    def pause_load(self, paused):
+        """The printer stopped in the middle of a receipt (paper out, cover open: printer.Printer's
+        "paused" event) or took up again ("resumed"). While paused it draws the idle current only: the
+        charge count and the I*R correction must not go on counting the print current (paper out held a
+        receipt 3 minutes on the story day), and the receipt is no longer one the prediction can be checked
+        against (the pack relaxed in the middle of it)."""
+        paused = bool(paused) and self.printing
+        if paused:
+            self._rx = None
+        self.paused = paused
 
     def set_radio(self, on):
         self.load.radio = bool(on)
@@ -194,7 +223,7 @@ class PowerMonitor:
             if a is not None:
                 return a
         a = self.load.base_a()
-        if self.printing:
+        if self.printing and not self.paused:
             a += self.load.print_extra_a(self._dots(), self.pack_v)
         if self.charger_on() and not self.health.charger_fault:
             # CC until the cell nears 4.2 V, tapering over the last 0.1 V (CV phase) [EST]
@@ -233,6 +262,7 @@ class PowerMonitor:
         if self.est.soc >= 0.0 and self._last_ms is not None and self.health.r_now_events >= 2:
             # checked only once the resistance comes from this pack's own edges, not the prior
             self._rx = (self._ocv_f, self.est.v_rc, self._r_pred(), self.est.soc)
+        self._rx_chg = self.charger_on()
         self._rx_vmin = 99.0
         self._rx_asum = 0.0
         self._rx_apeak = 0.0
@@ -240,6 +270,8 @@ class PowerMonitor:
         self._rx_n = 0
 
     def _rx_track(self, v_cell, amps, dt):
+        if self.charger_on():
+            self._rx_chg = True
         if v_cell < self._rx_vmin:
             self._rx_vmin = v_cell
         self._rx_asum += amps
@@ -295,7 +327,8 @@ class PowerMonitor:
     def _rx_end(self):
         """A receipt finished: learn its current and length (when measured) and how far its minimum
         was from what the model predicts from its start state; that error sizes the margin."""
-        if not self.measured():
+        unsensed_chg = self._rx_chg and not self.measured()
+        if not self.measured() and not unsensed_chg:
             self._learn_sag()
         if self._rx_n == 0:
             return
@@ -312,8 +345,11 @@ class PowerMonitor:
                 self.rx_extra_a += _RX_ALPHA * (mean_a - base - self.rx_extra_a)
                 self.rx_peak_extra_a += _RX_ALPHA * (self._rx_apeak - base - self.rx_peak_extra_a)
         st = self._rx
-        if st is None or self._rx_vmin > 90.0:
+        if st is None or self._rx_vmin > 90.0 or unsensed_chg:
             return
+        if not self.measured() and length > _RX_STALL * self.load.receipt_time_s(power_policy.STANDARD_LINES,
+                                                                                  self.load.min_dots):
+            return  # a stalled receipt: the model's current did not flow throughout (_RX_STALL)
         peak = self._rx_apeak if self.measured() else self.receipt(power_policy.STANDARD_LINES, self._dots())[1]
         pred = power_policy.predict_min_cell_v(st[0], st[1], st[2], st[3], self.est.capacity_ah, mean_a, length,
                                                self.chemistry, peak)
@@ -376,7 +412,8 @@ class PowerMonitor:
         s_ref = self.est.update(v_cell, amps, prev_a, r0, dt, may_init, True)
         self._track_voltages(v_cell, dt, first)
         if self.printing:
-            self._rx_track(v_cell, amps, dt)
+            if not self.paused:
+                self._rx_track(v_cell, amps, dt)
         elif self.boot_rest_s < _BOOT_REST_S:
             # after boot: idle time in a row (a load restarts it), once; a receipt is allowed only after it
             self.boot_rest_s = self.boot_rest_s + dt if amps < _INIT_MAX_A and self._edge_i is None else 0.0
@@ -403,11 +440,14 @@ class PowerMonitor:
         per_ah = mean_a * t_rx / 3600.0
         left_ah = (s_ref - empty) / 100.0 * self.est.capacity_ah
         self.receipts_left = int(left_ah / per_ah) if left_ah > 0 and per_ah > 0 else 0
-        h = self.heat_setting()
-        self.rx_headroom_v = self._headroom(h.dots, power_policy.STANDARD_LINES, r0)
+        # The state's receipt check is at the lowest heat the policy offers (heat_setting falls back to it,
+        # so CRITICAL means not even that receipt would finish). At the offered heat the headroom stays near
+        # 0 by construction (the offer takes the most dots that pass): a hysteresis measured there cleared
+        # only once a full-heat receipt had the whole margin to spare, an hour on the charger on the story day.
+        self.rx_headroom_v = self._headroom(self.load.min_dots, power_policy.STANDARD_LINES, r0)
         idle_v = self.cells * (self._ocv_f - self.load.base_a() * self._r0() - self.est.v_rc)
         idle_ok = idle_v - self.margin_v >= self.cutoff_v
-        state = self.policy.step(self.soc_pct, self.rx_headroom_v, self.margin_v, idle_ok, False, dt)
+        state = self.policy.step(self.soc_pct, self.rx_headroom_v, self.exit_hyst_v, idle_ok, False, dt)
         self._warn()
         self.health.maybe_save(dt, state <= LOW and not self.printing)
         if state == SHUTDOWN and self.auto_shutdown and not self.printing:
@@ -429,7 +469,7 @@ class PowerMonitor:
 
     def _faulted(self, why, dt):
         self.fault = why
-        self.policy.step(self.soc_pct, -1.0, self.margin_v, True, True, dt)
+        self.policy.step(self.soc_pct, -1.0, self.exit_hyst_v, True, True, dt)
         self._warn()
         return self.policy.state
 
@@ -644,5 +684,5 @@ class PowerMonitor:
                 self.update()
             except Exception as e:  # noqa: BLE001  (a sensor or filesystem error must not kill the task)
                 self.fault = "update failed: %s" % e
-                self.policy.step(self.soc_pct, -1.0, self.margin_v, True, True, 0.0)
+                self.policy.step(self.soc_pct, -1.0, self.exit_hyst_v, True, True, 0.0)
             await asyncio.sleep(period_s)

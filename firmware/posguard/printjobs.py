@@ -206,6 +206,8 @@ class PrintJobs:
             self.problem = detail[:at] if at >= 0 else detail
         elif kind == "resumed":
             self.problem = ""
+        if kind in ("paused", "resumed") and hasattr(self.mon, "pause_load"):
+            self.mon.pause_load(kind == "paused")  # a stopped printer draws idle current only
 
     # -- worker -------------------------------------------------------------------------------------
     async def run(self):
