@@ -225,7 +225,8 @@ class Terminal:
                     if line is None:
                         break
                     body, crc = link.unwrap(line)
-                    reply = self.handle_line(bytes(body))
+                    # Parsed where it lies (the start of the link's buffer): no line-sized copy per request.
+                    reply = self.handle_line(link.buf, len(body))
                 except validate.HostError as e:
                     reply = commands.error_reply(getattr(e, "seq", None), e)
                 except Exception as e:  # noqa: BLE001 - whatever a line does, the host task answers
@@ -243,10 +244,11 @@ class Terminal:
             busy = time.ticks_diff(now, last) < _ACTIVE_MS
             await sleep_ms(_POLL_ACTIVE_MS if busy else _POLL_IDLE_MS)
 
-    def handle_line(self, line):
-        """One request line -> reply dict. Never raises: a bug answers INTERNAL and is logged."""
+    def handle_line(self, line, n=-1):
+        """One request line (its first n bytes when n >= 0) -> reply dict. Never raises: a bug answers
+        INTERNAL and is logged."""
         try:
-            req = validate.validate_line(line, self.lim)
+            req = validate.validate_line(line, self.lim) if n < 0 else validate.validate_line(line, self.lim, n)
         except validate.HostError as e:
             return commands.error_reply(getattr(e, "seq", None), e)
         except Exception as e:  # noqa: BLE001 - e.g. RuntimeError/MemoryError inside the parser

@@ -4,11 +4,11 @@
 # (queue the receipt). A failing journal call changes nothing (docs/journal.md).
 import binascii
 import hashlib
-import json
 
 from micropython import const
 
 from posguard import printer_status, printjobs
+from posguard.hostlink import dumped_len
 from posguard.records import JournalError
 from posguard.validate import HostError
 
@@ -275,9 +275,9 @@ class Commands:
                    "last4": last4, "auth": auth, "cursor": s.get("close_seq")}
             if reason:
                 rec["reason"] = reason.decode() if isinstance(reason, (bytes, bytearray)) else reason
-            # Measured as it goes out: hostlink.send writes json.dumps(reply).encode() (CPython escapes
-            # non-ASCII as \uXXXX, six bytes a character).
-            size += len(json.dumps(rec).encode()) + 2
+            # Measured as it goes out: hostlink.send writes the bytes of json.dumps(reply) (CPython escapes
+            # non-ASCII as \uXXXX, six bytes a character), without building them here either.
+            size += dumped_len(rec) + 2
             if out and size > _EXPORT_BYTES - _ENVELOPE:
                 nxt = out[-1]["cursor"]  # the rest on the next page
                 break

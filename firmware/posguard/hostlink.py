@@ -9,6 +9,7 @@
 import asyncio
 import binascii
 import json
+import sys
 import time
 
 from micropython import const
@@ -25,6 +26,51 @@ _WRITE_DEADLINE_MS = const(2000)
 # arriving: the gap counts from the last byte read, and the app never pauses inside a line.
 IDLE_GAP_MS = const(1000)
 _CRC_LEN = const(9)  # "*" + 8 hex digits
+_DEPTH = const(6)  # reply levels written piece by piece; deeper values (none today) as one json.dumps
+# MicroPython's str has the buffer protocol (its UTF-8 bytes, no copy); CPython's must be encoded.
+_STR_BUFFER = sys.implementation.name == "micropython"
+
+
+def pieces(obj, depth=_DEPTH):
+    """json.dumps(obj) as a run of small strings, the same text byte for byte (the ", " and ": "
+    separators both runtimes' json.dumps use, keys in the dict's own order). A reply of a few KB (an
+    export page) then never needs a block of its size: after hours of trading the ESP32 heap has the
+    bytes free but not in one piece."""
+    t = type(obj)
+    if depth and t is dict:
+        yield "{"
+        sep = False
+        for k in obj:
+            if sep:
+                yield ", "
+            yield json.dumps(k)
+            yield ": "
+            yield from pieces(obj[k], depth - 1)
+            sep = True
+        yield "}"
+    elif depth and (t is list or t is tuple):
+        yield "["
+        sep = False
+        for v in obj:
+            if sep:
+                yield ", "
+            yield from pieces(v, depth - 1)
+            sep = True
+        yield "]"
+    else:
+        yield json.dumps(obj)
+
+
+def _bytes_of(piece):
+    return memoryview(piece) if _STR_BUFFER else memoryview(piece.encode())
+
+
+def dumped_len(obj):
+    """len(json.dumps(obj).encode()) without building the text: the bytes hostlink.send writes."""
+    n = 0
+    for p in pieces(obj):
+        n += len(_bytes_of(p))
+    return n
 
 
 def _hexval(c):
@@ -42,6 +88,11 @@ class HostLink:
         self._cap = line_max
         self._buf = bytearray(line_max + _CRC_LEN + 2)  # the line, its CRC suffix, CR and newline
         self._mv = memoryview(self._buf)
+        self.buf = self._buf  # a polled line starts at offset 0: the app parses it in place
+        self._out = bytearray(_CHUNK)  # a reply is assembled here, one UART write at a time
+        self._out_mv = memoryview(self._out)
+        self._out_n = 0  # reply bytes in _out
+        self._crc = -1  # the reply's CRC-32 so far (-1: none asked for)
         self._n = 0  # bytes held
         self._scan = 0  # bytes already searched for a newline
         self._taken = 0  # bytes handed out by the last poll(), dropped on the next
@@ -162,21 +213,52 @@ class HostLink:
 
     async def send(self, reply, crc=False):
         """Write one reply line (with a CRC-32 suffix when the request had one). Gives up (and counts
-        it) if the UART takes no bytes for too long."""
-        data = json.dumps(reply).encode()
+        it) if the UART takes no bytes for too long. The text goes out _CHUNK bytes at a time from
+        one preallocated buffer, built from small pieces: no allocation the size of the reply."""
+        self._out_n = 0
+        self._crc = 0 if crc else -1  # -1: no CRC asked for
+        for p in pieces(reply):
+            if not await self._put(_bytes_of(p)):
+                return False
+        tail = "\n"
         if crc:
-            data += ("*%08x" % (binascii.crc32(data) & 0xFFFFFFFF)).encode()
-        data += b"\n"
-        mv = memoryview(data)
+            value = binascii.crc32(self._out_mv[: self._out_n], self._crc) & 0xFFFFFFFF  # the text's last bytes
+            self._crc = -1  # the suffix itself is not covered
+            tail = "*%08x\n" % value
+        return await self._put(_bytes_of(tail)) and await self._write(self._out_n)
+
+    async def _put(self, b):
+        """Append b to the reply chunk, writing each chunk that fills (and adding it to the CRC)."""
+        out = self._out
+        i = 0
+        while i < len(b):
+            n = self._out_n
+            k = min(len(b) - i, _CHUNK - n)
+            out[n : n + k] = b[i : i + k]
+            self._out_n = n + k
+            i += k
+            if self._out_n == _CHUNK:
+                if self._crc >= 0:
+                    self._crc = binascii.crc32(out, self._crc)
+                self._out_n = 0
+                if not await self._write(_CHUNK):
+                    return False
+                await asyncio.sleep(0)
+        return True
+
+    async def _write(self, n):
+        """The first n bytes of the reply buffer to the UART; False (counted) when it takes none for
+        _WRITE_DEADLINE_MS."""
+        mv = self._out_mv
         pos = 0
         idle_ms = 0
-        while pos < len(data):
-            n = self._uart.write(mv[pos : pos + _CHUNK])
-            if n:
-                pos += n
+        while pos < n:
+            w = self._uart.write(mv[pos:n])
+            if w:
+                pos += w
                 idle_ms = 0
-                if pos < len(data):
-                    await asyncio.sleep(0)
+                if pos < n:
+                    await asyncio.sleep(0)  # the driver's TX buffer is full: let the other tasks run
                 continue
             if idle_ms >= _WRITE_DEADLINE_MS:
                 self.replies_dropped += 1

@@ -166,14 +166,27 @@ class SaleReader:
             return None
         if kind == BODY_INLINE:
             return raw
-        out = b""
-        for i in range(min(len(raw) // 2, 16)):  # bounded: at most MAX_DATA_PAGES references
+        # One buffer of the body's size (every data page is full but the last, read first for its
+        # length): never the growing copies of b"" + page + page...
+        npg = min(len(raw) // 2, 16)  # bounded: at most MAX_DATA_PAGES references
+        if npg == 0:
+            return b""
+        d = j.read_record(raw[2 * npg - 2] | (raw[2 * npg - 1] << 8))
+        if d is None:
+            return None
+        out = bytearray((npg - 1) * R.MAX_PAYLOAD + len(j.payload(d)))
+        n = 0
+        for i in range(npg):
             dpg = raw[2 * i] | (raw[2 * i + 1] << 8)
             d = j.read_record(dpg)
             if d is None or d[R.H_TYPE] != R.T_DATA or d[R.H_FLAGS] != i:  # a DATA page's flags: its index
                 return None
-            out += bytes(j.payload(d))
-        return out
+            p = j.payload(d)
+            if n + len(p) > len(out):
+                return None  # not the layout open_sale and compaction write: treated as unreadable
+            out[n : n + len(p)] = p
+            n += len(p)
+        return out if n == len(out) else out[:n]
 
     def approval(self, auth_pg):
         j = self.j
@@ -195,7 +208,7 @@ class SaleReader:
         body = None
         if raw is not None:
             try:
-                body = json.loads(raw.decode())
+                body = json.loads(raw)  # bytes: no decoded copy (bad UTF-8 is a ValueError as well)
             except ValueError:
                 body = None
         return {

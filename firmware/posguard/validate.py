@@ -2,6 +2,7 @@
 # HostError with a stable code. Nothing here touches the journal or the printer, so a refused line
 # changes nothing. Error messages name fields, never echo values (a value might be a card number).
 import json
+import sys
 
 from micropython import const
 
@@ -16,6 +17,9 @@ _QTY_MAX = const(999)
 _CURSOR_MAX = const(0x3FFFFFFF)
 _PAGE_MAX = const(16)
 _NEST_MAX = const(4)  # deepest valid request: {"items":[{...}]} is 3 levels
+# MicroPython's json.loads reads any buffer (py/modjson.c takes the buffer protocol): a line is parsed
+# where it lies, in the host link's buffer, never copied. CPython's takes str or bytes only.
+_PARSE_IN_PLACE = sys.implementation.name == "micropython"
 
 METHODS = ("card", "cash", "qr")
 
@@ -141,16 +145,18 @@ def scan_request(obj):
 
 
 # -- parsing ---------------------------------------------------------------------------------------
-def _nesting_ok(line):
+def _nesting_ok(line, n):
     """Reject deeply nested JSON before json.loads: '[[[[...' of a few KB exhausts a 110 KB heap on
     the unix port. Counting brackets is C speed; the exact scan (brackets inside strings do not count)
-    runs only for odd lines. The depth limit itself is scan_request's, after parsing."""
-    if line.count(b"[") + line.count(b"{") <= 64:
+    runs only for odd lines. The depth limit itself is scan_request's, after parsing. Looks at the
+    first n bytes of line only (a bytes or bytearray)."""
+    if line.count(b"[", 0, n) + line.count(b"{", 0, n) <= 64:
         return True
     depth = 0
     in_str = False
     esc = False
-    for c in line:
+    for i in range(n):
+        c = line[i]
         if in_str:
             if esc:
                 esc = False
@@ -169,19 +175,35 @@ def _nesting_ok(line):
     return True
 
 
-def parse_line(line):
-    """bytes of one line (no newline) -> decoded JSON object. Raises HostError."""
-    if not _nesting_ok(line):
+def _bad_utf8():
+    return HostError("BAD_JSON", "request is not valid UTF-8 (overlong form, surrogate, beyond U+10FFFF or a "
+                     "broken sequence)", "send shortest-form UTF-8 JSON, one object per line")
+
+
+def parse_line(line, n=-1):
+    """The first n bytes (all when n < 0) of line, a bytes or bytearray holding one line without its
+    newline -> decoded JSON object. Raises HostError. On MicroPython nothing line-sized is allocated:
+    a 2 KB copy per request is what a fragmented ESP32 heap cannot find after hours of trading."""
+    if type(line) is memoryview:
+        line = bytes(line)  # a caller's view (tests): the host link passes its bytearray and a length
+    if n < 0:
+        n = len(line)
+    if not _nesting_ok(line, n):
         raise HostError("BAD_JSON", "request nested too deeply", "send one flat JSON object per line")
-    try:
-        text = str(line, "utf-8")
-    except Exception:
-        raise HostError("BAD_JSON", "request is not valid UTF-8", "send UTF-8 JSON, one object per line")
-    # MicroPython's decoder accepts overlong forms and surrogates: check the bytes strictly ourselves
-    # (an all-ASCII line decodes to as many characters as it has bytes and needs no second look).
-    if len(text) != len(line) and pan.utf8_strict(line) >= 0:
-        raise HostError("BAD_JSON", "request is not valid UTF-8 (overlong form, surrogate or beyond U+10FFFF)",
-                        "send shortest-form UTF-8 JSON, one object per line")
+    if _PARSE_IN_PLACE:
+        text = memoryview(line)[:n]
+        # MicroPython's decoder accepts overlong forms and surrogates: check the bytes strictly ourselves
+        # (an all-ASCII line, max() in C, needs no second look).
+        if n and max(text) >= 0x80 and pan.utf8_strict(text) >= 0:
+            raise _bad_utf8()
+    else:
+        raw = line[:n]
+        try:
+            text = str(raw, "utf-8")
+        except Exception:
+            raise _bad_utf8()
+        if len(text) != n and pan.utf8_strict(raw) >= 0:
+            raise _bad_utf8()
     try:
         obj = json.loads(text)
     except Exception:
@@ -365,11 +387,12 @@ def check_request(obj, lim):
     return req
 
 
-def validate_line(line, lim):
-    """One raw line -> clean request. Raises HostError (with .seq set when the app sent one)."""
-    if len(line) > lim.line_max:
+def validate_line(line, lim, n=-1):
+    """One raw line (its first n bytes when n >= 0: the host link's buffer, parsed in place) -> clean
+    request. Raises HostError (with .seq set when the app sent one)."""
+    if (len(line) if n < 0 else n) > lim.line_max:
         raise HostError("LINE_TOO_LONG", "request longer than %d bytes" % lim.line_max, "send shorter requests")
-    obj = parse_line(line)
+    obj = parse_line(line, n)
     try:
         return check_request(obj, lim)
     except HostError as e:

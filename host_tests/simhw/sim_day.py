@@ -159,7 +159,9 @@ class Day(sim_world.World):
         self.add_pack(sim_battery.Battery.of_pack(pack, cells=profile["battery"]["cells_series"], soc=soc,
                                                   temp_c=temp_c))
         self.add_printer()
-        self.tracker = ReceiptTracker(self._commit_receipt)
+        # Unix port: a finished sample receipt goes to a file, not into the firmware's heap areas (ten KB
+        # of printed lines that no board holds, which would count as the firmware's peak).
+        self.tracker = ReceiptTracker(self._commit_receipt, fs_dir if _MPY else None)
         orig_record = self.printer._record
         tracker = self.tracker
 
@@ -601,6 +603,14 @@ class Day(sim_world.World):
         flash = self.board.partitions[self.profile["journal"]["label"]]
         for s in range(flash.sectors):
             flash._sector_buf(s)  # reads erased (0xFF) exactly as an unallocated sector does
+        # The page history dict at its full size (a deleted key keeps its slot): growing it later would
+        # take a block of a few KB out of the firmware's heap, which a board's flash chip never does.
+        touched = flash._touched
+        fresh = [p for p in range(flash.size // 256) if p not in touched]
+        for p in fresh:
+            touched[p] = 0
+        for p in fresh:
+            del touched[p]
 
     def run(self, cuts=3):
         self.cuts_wanted = cuts
@@ -748,7 +758,7 @@ class Day(sim_world.World):
             "resets": [[round(r[0] / 3600000, 4), r[1], str(r[2])] for r in summary["resets"]],
             "events": self.events,
             "series": self.series(),
-            "samples": _samples_json(self.tracker.samples),
+            "samples": self.tracker.samples_json(),
         }
 
 
@@ -758,8 +768,9 @@ class ReceiptTracker:
     once its payment line is on paper (and a copy's bottom marker). Each finished or abandoned receipt
     is handed to commit(sale_id, kind, complete): nothing per receipt is kept here (bounded RAM)."""
 
-    def __init__(self, commit):
+    def __init__(self, commit, spill=None):
         self.commit = commit
+        self.spill = spill  # a folder: each finished sample is written there and dropped from RAM
         self._cur = None  # [id, kind, complete, paid, lines]
         self.starts = 0  # receipts started so far (the day stamps each start's time)
         self._prev = []
@@ -825,11 +836,35 @@ class ReceiptTracker:
         self._cur = None
         self._recs = []
 
+    def _keep(self, kind, sid, recs):
+        if self.spill is None:
+            return [sid, recs]
+        path = self.spill + "/sim-sample-" + kind + ".json"
+        with open(path, "w") as f:  # a line at a time: no allocation the size of the receipt
+            f.write(json.dumps(sid))
+            for rec in recs:
+                f.write("\n")
+                f.write(json.dumps(_sample_line(rec)))
+        return path
+
+    def samples_json(self):
+        """The samples as _samples_json gives them, read back from their files when spilled."""
+        out = {}
+        for kind in self.samples:
+            v = self.samples[kind]
+            if type(v) is str:
+                with open(v) as f:
+                    rows = [json.loads(ln) for ln in f.read().split("\n")]
+                out[kind] = {"id": rows[0], "lines": rows[1:]}
+            else:
+                out.update(_samples_json({kind: v}))
+        return out
+
     def flush(self):
         cur = self._cur
         self._cur = None
         if cur is not None and cur[2] and cur[1] not in self.samples and self._recs:
-            self.samples[cur[1]] = [cur[0], self._recs]
+            self.samples[cur[1]] = self._keep(cur[1], cur[0], self._recs)
         self._recs = []
         if cur is not None and cur[0] is not None:
             self.commit(cur[0], cur[1], cur[2])
@@ -845,20 +880,22 @@ def parse_receipts(printed):
     return out
 
 
-def _samples_json(samples):
-    """Sample receipts as printed: kind -> {"id", "lines": [[align, [[hex bytes, style key], ...]], ...]}."""
+def _sample_line(rec):
+    """One printed line of a sample receipt: [align, [[hex bytes, style key], ...]]."""
     import binascii
 
+    segs = []
+    for seg in rec[2]:
+        segs.append([binascii.hexlify(seg[0]).decode(), list(seg[1]) if seg[1] is not None else None])
+    return [rec[1], segs]
+
+
+def _samples_json(samples):
+    """Sample receipts as printed: kind -> {"id", "lines": [[align, [[hex bytes, style key], ...]], ...]}."""
     out = {}
     for kind in samples:
         sid, recs = samples[kind]
-        lines = []
-        for rec in recs:
-            segs = []
-            for seg in rec[2]:
-                segs.append([binascii.hexlify(seg[0]).decode(), list(seg[1]) if seg[1] is not None else None])
-            lines.append([rec[1], segs])
-        out[kind] = {"id": sid, "lines": lines}
+        out[kind] = {"id": sid, "lines": [_sample_line(rec) for rec in recs]}
     return out
 
 
