@@ -186,6 +186,9 @@ class Board:
         """Run boot.py then main.py until they return or the board resets. Returns the reset, or None."""
         import os
 
+        # The last boot's event loop (its tasks hold the whole terminal) is RAM the reset wiped: gone
+        # before the on_boot hooks run, so a hook that measures the heap (sim_heap.repin) sees none of it.
+        _reset_event_loop()
         self.power_up()
         # GPIO0 is a strapping pin: low at reset starts the ROM serial bootloader, not MicroPython
         # (docs/reference/esp32-port.md). Nothing of the firmware runs, no watchdog.
@@ -193,7 +196,6 @@ class Board:
         if self.rom_download:
             return None
         self._rom_log()
-        _reset_event_loop()
         cwd = os.getcwd()
         os.chdir(self.fs_dir)
         try:
@@ -320,11 +322,20 @@ def _end_of_simulation():
 
 def _reset_event_loop():
     # A reset wipes the event loop with the rest of RAM. MicroPython's asyncio keeps a module-level
-    # task queue; new_event_loop() empties it. CPython gets a fresh loop per asyncio.run().
+    # task queue; new_event_loop() empties it. It also keeps the task that ran when the reset hit
+    # (cur_task), the run's main task (_stop_task) and the last unhandled task error (_exc_context):
+    # each holds a coroutine and through it the old boot's whole terminal, so they go too.
+    # CPython gets a fresh loop per asyncio.run().
     if sys.implementation.name == "micropython":
         import asyncio
+        import asyncio.core as core
 
         asyncio.new_event_loop()
+        core.cur_task = None
+        core._stop_task = None
+        ctx = core._exc_context
+        ctx["exception"] = None
+        ctx["future"] = None
         import sim_clock as c
 
         c.install()
