@@ -112,7 +112,7 @@ class ADC:
     def _noise_v(self, sat):
         lsb = sat / 4095.0
         r = self._noise
-        u = r.uniform(-1.0, 1.0) + r.uniform(-1.0, 1.0) + r.uniform(-1.0, 1.0)
+        u = r.uniform3(-1.0, 1.0)
         return u * (_NOISE_PP_LSB / 6.0) * lsb
 
     def _effective_v(self):
@@ -136,10 +136,14 @@ class ADC:
         (adc.c:87, adc.c:94) when the eFuse holds nothing."""
         if not getattr(self._board, "adc_efuse_cal", True):
             raise OSError(262, "ESP_ERR_NOT_SUPPORTED")  # check_esp_err raises OSError(esp_err)
-        v, hi, sat = self._effective_v()
+        # _effective_v() written out in place (the firmware reads 64 samples per pack reading: this is
+        # the simulator's hottest call); the same operations in the same order, so the same numbers.
+        lo, hi, sat = _RANGES[self._atten]
+        lsb = sat / 4095.0
+        pin = float(self._board.analog_v(self._id))
+        v = _transfer(pin + self._noise.uniform3(-1.0, 1.0) * (_NOISE_PP_LSB / 6.0) * lsb, lo, hi, sat)
         band = self._bands[self._atten] / 1000.0
         v = v + self._off_frac * band + self._gain_frac * band * (v / hi)
-        lsb = sat / 4095.0
         steps = int(v / lsb + 0.5)
         if steps < 0:
             steps = 0

@@ -32,8 +32,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 ORDER = ("fresh", "aged", "worn", "cold")
 
 
-def _terminal(job: dict[str, Any]) -> dict[str, Any]:
-    """One terminal's day (in a worker process)."""
+def simulated_world() -> Any:
+    """This process imports the simulated board (virtual clock, umqtt on the path): the sim_day module."""
     paths.use_simulated_hardware()
     lib = str(mpylib.LIB_DIR)
     if lib not in sys.path:
@@ -43,17 +43,27 @@ def _terminal(job: dict[str, Any]) -> dict[str, Any]:
     sim_clock.install()
     import importlib
 
-    sim_day = importlib.import_module("sim_day")
+    return importlib.import_module("sim_day")
+
+
+def build_day(job: dict[str, Any], fs: str) -> Any:
+    """One terminal's seeded day (sim_day.Day, not run yet) with a `network` section naming the broker."""
+    sim_day = simulated_world()
     profile = json.loads(paths.board_profile(job["board"]).read_text())
     profile["network"] = {"wifi_ssid": None, "wifi_password": None, "broker": job["broker"], "terminal": job["name"],
                           "interval_s": job["interval_s"], "tls": False, "user": None, "password": None,
                           "queue_max": 32}
     p = PRESETS[job["preset"]]
+    return sim_day.Day(profile, fs, str(paths.FIRMWARE), job["hours"], job["seed"], 0, p["aged"], p["temp_c"],
+                       "posguard", p["soc"])
+
+
+def _terminal(job: dict[str, Any]) -> dict[str, Any]:
+    """One terminal's day (in a worker process)."""
     t0 = time.monotonic()
+    c0 = time.process_time()
     with tempfile.TemporaryDirectory(prefix="posguard-fleet-") as fs:
-        day = sim_day.Day(profile, fs, str(paths.FIRMWARE), job["hours"], job["seed"], 0, p["aged"], p["temp_c"],
-                          "posguard", p["soc"])
-        rep = day.run(0)
+        rep = build_day(job, fs).run(0)
     ran_out = None
     for t_h, kind, detail in rep["events"]:
         if kind == "refused" and str(detail).startswith("BATTERY_CRITICAL"):
@@ -61,7 +71,8 @@ def _terminal(job: dict[str, Any]) -> dict[str, Any]:
             break
     return {"terminal": job["name"], "preset": job["preset"], "ran_out_h": ran_out,
             "completed": rep["counts"]["completed"], "soc_end_pct": rep["soc_end_pct"], "lost": len(rep["lost"]),
-            "brownouts_printing": rep["brownouts_printing"], "wall_s": round(time.monotonic() - t0, 1)}
+            "brownouts_printing": rep["brownouts_printing"], "wall_s": round(time.monotonic() - t0, 1),
+            "cpu_s": round(time.process_time() - c0, 1)}
 
 
 class _View(threading.Thread):
@@ -128,7 +139,7 @@ def run_fleet(n: int, hours: float = 12.0, board: str = "devkit-1s", seed: int =
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(to_html(fleet.rows(), f"posguard fleet: {n} simulated terminals, {hours:g} h"))
     return {"terminals": results, "messages": view.messages, "wall_s": round(time.monotonic() - t0, 1),
-            "hours": hours}
+            "hours": hours, "cpu_s": round(sum(r["cpu_s"] for r in results), 1)}
 
 
 def print_report(rep: dict[str, Any]) -> None:
