@@ -1,6 +1,8 @@
 # CPython only: an asyncio event loop whose clock is the simulated world's clock.
 # The firmware calls asyncio.run(); under CPython that builds a loop through the policy installed here.
 # When the loop would block, virtual time jumps to the next deadline instead (no real sleeping).
+from __future__ import annotations
+
 import asyncio
 import math
 import selectors
