@@ -10,6 +10,7 @@ import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,13 +147,35 @@ def test_fleet_page_in_a_headless_browser(tmp_path: Path) -> None:
 
 
 def test_sim_fleet_quick() -> None:
-    """`posguard sim --fleet` end to end, small: every terminal trades, reports through the broker and
-    gets a row; nothing lost. (The full 20 x 12 h run is `posguard bench --only fleet`.)"""
+    """`posguard sim --fleet` end to end, small, with whichever interpreter runs the terminals here (PyPy
+    when `make setup` installed it): every terminal trades, reports through the broker and gets a row;
+    nothing lost. (The full 20 x 12 h run is `posguard bench --only fleet`.)"""
     from posguard_tools import fleet_sim
 
     rep = fleet_sim.run_fleet(2, 0.25, workers=2)
+    assert rep["interpreter"].startswith("PyPy" if shutil.which("pypy3") else "CPython"), rep["interpreter"]
     ts = {t["terminal"]: t for t in rep["terminals"]}
     assert set(ts) == {"t01", "t02"} and [ts["t01"]["preset"], ts["t02"]["preset"]] == ["fresh", "aged"]
     assert all(t["completed"] > 0 and t["lost"] == 0 and t["brownouts_printing"] == 0 for t in ts.values())
     assert all(t["status_at_close"] != "never reported" for t in ts.values())
     assert rep["messages"] >= 2 * (0.25 * 3600 // 300)  # at least every terminal's periodic health
+
+
+def test_sim_fleet_same_days_on_any_interpreter_and_worker() -> None:
+    """A terminal's seeded day does not depend on where it ran: on PyPy (Python 3.9: the worker imports only
+    the simulated board, the firmware, umqtt and the cashier's protocol core), two days one after the other
+    in one worker process, against CPython, each day in a fresh process. Same sales, refusals, losses and
+    flags (SoC may differ in the last digits of a float; it is rounded). Without pypy3 on PATH both runs are
+    CPython and the test checks the reused worker only."""
+    from posguard_tools import fleet_sim
+
+    def outcome(python: str, workers: int) -> tuple[str, list[tuple[Any, ...]]]:
+        rep = fleet_sim.run_fleet(2, 0.25, workers=workers, python=python)
+        return rep["interpreter"], [(t["terminal"], t["preset"], t["completed"], t["refused"], t["ran_out_h"],
+                                     t["lost"], sorted(t["flagged"]), round(t["soc_end_pct"], 1))
+                                    for t in rep["terminals"]]
+
+    on_one, one_worker = outcome(shutil.which("pypy3") or sys.executable, 1)
+    on_cpython, fresh_workers = outcome(sys.executable, 2)
+    assert on_one.startswith("PyPy" if shutil.which("pypy3") else "CPython") and on_cpython.startswith("CPython")
+    assert one_worker == fresh_workers and all(t[2] > 0 for t in one_worker), (one_worker, fresh_workers)
