@@ -15,6 +15,17 @@ from posguard_tools import fleet_sim
 TARGET_S = 120.0  # the issue: 20 terminals x 12 h in <= 2 min wall on 2 cores
 
 
+def _spans(t: dict[str, Any]) -> str:
+    """When the view showed the flag, hours into the day: "0.5-1.2, 4.1-" (the last still shown)."""
+    spans = t.get("flag_spans", {}).get("dies before close", [])
+    return ", ".join(f"{a:.2f}-{'' if b is None else f'{b:.2f}'}" for a, b in spans) or "never"
+
+
+def _flagged_at(t: dict[str, Any], h: float) -> bool:
+    """Was "dies before close" shown at hour h of the day?"""
+    return any(a <= h and (b is None or b >= h) for a, b in t.get("flag_spans", {}).get("dies before close", []))
+
+
 def run(quick: bool) -> dict[str, Any]:
     n, hours = (4, 0.5) if quick else (20, 12.0)
     rep = fleet_sim.run_fleet(n, hours)
@@ -22,6 +33,9 @@ def run(quick: bool) -> dict[str, Any]:
     ran_out = [t for t in ts if t["ran_out_h"] is not None]
     flagged = [t for t in ts if t["flagged"].get("dies before close") is not None]
     warned_first = [t for t in ran_out if (t["flagged"].get("dies before close") or 1e9) < t["ran_out_h"]]
+    false_flags = [t for t in flagged if t["ran_out_h"] is None]
+    # a flag that was still shown when the terminal ran out (not one raised and cleared hours before)
+    held_to_end = [t for t in ran_out if _flagged_at(t, t["ran_out_h"])]
     per_h = rep["processes_cpu_s"] / (n * hours)
     full = (n, hours) == (20, 12.0)
     rows: list[list[Any]] = [
@@ -36,7 +50,11 @@ def run(quick: bool) -> dict[str, Any]:
         ["MQTT messages the fleet view received", rep["messages"], ""],
         ["terminals that ran out before closing", len(ran_out), ""],
         ["... flagged 'dies before close' before they ran out", len(warned_first), f"{len(ran_out)}"],
-        ["terminals flagged 'dies before close'", len(flagged), ""],
+        ["... flagged when they ran out (the flag still shown)", len(held_to_end), f"{len(ran_out)}"],
+        ["terminals ever flagged 'dies before close'", len(flagged), ""],
+        ["... that never ran out (false flags)", len(false_flags), "0"],
+        ["... still flagged at the end (flag shown now)",
+         sum(1 for t in ts if "dies before close" in t.get("flagged_now", [])), ""],
         ["terminals flagged 'replace battery'", sum(1 for t in ts if "replace battery" in t["flagged"]), ""],
         ["sales lost / brownouts while printing", f"{sum(t['lost'] for t in ts)} / "
                                                   f"{sum(t['brownouts_printing'] for t in ts)}", "0 / 0"],
@@ -44,6 +62,9 @@ def run(quick: bool) -> dict[str, Any]:
     for t in ran_out:
         f = t["flagged"].get("dies before close")
         rows.append([f"  {t['terminal']} ({t['preset']}): ran out at {t['ran_out_h']:.2f} h",
-                     "never flagged" if f is None else f"flagged at {f:.2f} h",
+                     "never flagged" if f is None else f"first flagged at {f:.2f} h ({_spans(t)})",
                      "flagged first" if f is not None and f < t["ran_out_h"] else "MISSED"])
+    for t in false_flags:
+        rows.append([f"  {t['terminal']} ({t['preset']}): never ran out, SoC {t['soc_end_pct']:.0f} % at close",
+                     f"flagged {_spans(t)}", "FALSE FLAG"])
     return {"title": "Fleet: simulated terminals against one broker", "rows": rows, "data": rep}

@@ -168,7 +168,10 @@ def run_fleet(n: int, hours: float = 12.0, board: str = "devkit-1s", seed: int =
     for res in results:
         t = fleet.terminals.get(res["terminal"])
         flags = dict(t.flagged_at) if t is not None else {}
-        res["flagged"] = {k: round(v / 3600, 2) for k, v in flags.items()}
+        res["flagged"] = {k: round(v / 3600, 2) for k, v in flags.items()}  # first flagged at (h)
+        res["flagged_now"] = sorted(t.flagged_now) if t is not None else []  # still shown at the end
+        res["flag_spans"] = {k: [[round(a / 3600, 2), None if b is None else round(b / 3600, 2)] for a, b in v]  # shown
+                             for k, v in (t.flag_spans if t is not None else {}).items() if v}
         row = rows.get(res["terminal"])
         res["status_at_close"] = row.status if row is not None else "never reported"
     if html is not None:
@@ -188,12 +191,15 @@ def print_report(rep: dict[str, Any]) -> None:
 
     t = Table(title=f"posguard sim --fleet: {len(rep['terminals'])} terminals, {rep['hours']:g} h, "
                     f"{rep['wall_s']} s wall, terminals on {rep['interpreter']}")
-    for c in ("terminal", "pack", "sales", "SoC at close", "ran out at (h)", "flagged: dies before close (h)",
-              "flagged: replace (h)", "lost"):
+    for c in ("terminal", "pack", "sales", "SoC at close", "ran out at (h)", "dies before close: first flagged (h)",
+              "... flagged (h)", "flagged now", "replace: first flagged (h)", "lost"):
         t.add_column(c)
     for r in rep["terminals"]:
         f = r["flagged"]
+        spans = r.get("flag_spans", {}).get("dies before close", [])
         t.add_row(r["terminal"], r["preset"], str(r["completed"]), f"{r['soc_end_pct']:.1f}",
                   "-" if r["ran_out_h"] is None else f"{r['ran_out_h']:.2f}",
-                  str(f.get("dies before close", "-")), str(f.get("replace battery", "-")), str(r["lost"]))
+                  str(f.get("dies before close", "-")),
+                  ", ".join(f"{a:g}-{'' if b is None else f'{b:g}'}" for a, b in spans) or "-",
+                  ", ".join(r.get("flagged_now", [])) or "-", str(f.get("replace battery", "-")), str(r["lost"]))
     Console().print(t)

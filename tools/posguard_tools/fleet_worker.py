@@ -88,13 +88,11 @@ def run_terminal(job: dict[str, Any]) -> dict[str, Any]:
         finally:
             while opened:
                 opened.pop().close()
-    ran_out = None
-    refused = 0
-    for t_h, kind, detail in rep["events"]:
-        if kind == "refused":
-            refused += 1
-            if ran_out is None and str(detail).startswith("BATTERY_CRITICAL"):
-                ran_out = t_h
+    # Ran out: its first sale refused BATTERY_CRITICAL, or a customer found it dark (deep sleep for battery,
+    # no refusal at all), whichever came first: the day's own first_battery_refusal.
+    first = rep.get("first_battery_refusal")
+    ran_out = first[0] if first else None
+    refused = sum(1 for _t, kind, _d in rep["events"] if kind == "refused")
     return {"terminal": job["name"], "preset": job["preset"], "ran_out_h": ran_out,
             "completed": rep["counts"]["completed"], "refused": refused, "soc_end_pct": rep["soc_end_pct"],
             "lost": len(rep["lost"]), "brownouts_printing": rep["brownouts_printing"],

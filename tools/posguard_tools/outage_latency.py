@@ -9,14 +9,25 @@ received, in virtual microseconds, per (sale id, op)."""
 from __future__ import annotations
 
 import importlib
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from posguard_client import protocol
 from posguard_tools import fleet_sim, mpylib
 from posguard_tools.broker import Broker
 
 SCENARIOS = ("broker up", "broker down mid-day", "network gone")
+
+
+def _decode(line: bytes) -> dict[str, Any] | None:
+    """A request or reply line (CRC suffix or not) as a dict, or None (a damaged or deliberately bad line)."""
+    try:
+        obj = json.loads(protocol.split_crc(line)[0])
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 class Probe:
@@ -31,26 +42,32 @@ class Probe:
         self.waits: list[tuple[int, int]] = []
         self._sent: dict[int, tuple[int, str, int]] = {}
         self._flights: list[tuple[int, str, int, int]] = []
+        # Watched on the wire, beneath the cashier's protocol core (sim_host.HostClient on
+        # posguard_client.protocol.Session): every line the client hands the wire (a retry is the same
+        # line, same seq: its first send counts) and every reply line the wire delivers to it.
         peer = day.peer
-        send = peer.send
-        on_reply = peer.on_reply
+        send_raw = peer.send_raw
+        on_line = peer.on_line
 
-        def send_and_note(obj: dict[str, Any]) -> None:
-            if "id" in obj and obj.get("seq") not in self._sent:
-                self._sent[obj["seq"]] = (obj["id"], obj["op"], self.clock.now_us())
-            send(obj)
+        def send_and_note(data: bytes) -> None:
+            req = _decode(data.rstrip(b"\n"))
+            if req is not None and "id" in req and "seq" in req and req["seq"] not in self._sent:
+                self._sent[req["seq"]] = (req["id"], req["op"], self.clock.now_us())
+            send_raw(data)
 
-        def reply_and_note(rep: dict[str, Any]) -> None:
-            s = self._sent.pop(rep.get("seq"), None)  # type: ignore[arg-type]
+        def line_and_note(raw: bytes) -> None:
+            rep = _decode(raw)
+            seq = rep.get("seq") if rep is not None and "ok" in rep else None
+            s = self._sent.pop(seq, None) if isinstance(seq, int) else None
             if s is not None and (s[0], s[1]) not in self.latency:
                 now = self.clock.now_us()
                 self.latency[(s[0], s[1])] = now - s[2]
                 self.sent_at[(s[0], s[1])] = s[2]
                 self._flights.append((s[0], s[1], s[2], now))
-            on_reply(rep)
+            on_line(raw)
 
-        peer.send = send_and_note
-        peer.on_reply = reply_and_note
+        peer.send_raw = send_and_note
+        peer.on_line = line_and_note
         usocket.ON_WAIT = lambda t0, t1: self.waits.append((t0, t1))
 
     def held(self) -> list[list[Any]]:
