@@ -16,7 +16,7 @@ CHECK_ARGS ?=
 DEPLOY_ARGS ?=
 VBOARD_ARGS ?=
 
-.PHONY: browser cjk-font help setup test bench sim deploy repl provision vboard clean need-port
+.PHONY: browser cjk-font help pypy setup test bench sim deploy repl provision vboard clean need-port
 
 help:
 	@echo "make test        everything CI checks (ruff, mypy, MicroPython gate, pytest on CPython + unix port)"
@@ -30,7 +30,7 @@ help:
 	@echo "make vboard [BOARD=…] [VBOARD_ARGS=--fresh]       a virtual board mpremote can talk to (PORT=vboard finds it)"
 	@echo "make vboard-paper / vboard-stop                   its printout as out/vboard-paper.png / stop it"
 
-setup: $(STAMP) cjk-font browser
+setup: $(STAMP) cjk-font browser pypy
 
 # Receipt PNGs draw Chinese with a system CJK font. Installed where this machine lets us (root with
 # apt-get); otherwise the renderer says clearly that Chinese comes out as boxes. Never fails the build.
@@ -46,18 +46,29 @@ cjk-font:
 	  else echo "note: no CJK font (needs root and apt-get: fonts-wqy-zenhei); receipt PNGs draw Chinese as boxes"; fi; \
 	fi
 
+# A Debian package where this machine lets us (root with apt-get: install, or update the lists and
+# install), else a note; never fails the build. $(call apt-install,COMMAND,PACKAGE,DONE MESSAGE,WITHOUT IT)
+define apt-install
+	@if ! command -v $(1) >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null 2>&1; }; } \
+	    && echo "$(3)" || echo "note: could not install $(2): $(4)"; \
+	  else echo "note: no $(2) (needs root and apt-get): $(4)"; fi; \
+	fi
+endef
+
 # The fleet page test (host_tests/test_fleet.py) opens out/fleet.html in a real headless browser: Debian's
 # chromium where this machine lets us (root with apt-get); otherwise that one test skips and says why.
 browser:
-	@if ! command -v chromium >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
-	      { apt-get update -qq >/dev/null 2>&1 && \
-	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; } \
-	    && echo "installed a headless browser (Debian chromium) for the fleet page test" \
-	    || echo "note: could not install chromium: the fleet page test will skip"; \
-	  else echo "note: no chromium (needs root and apt-get): the fleet page test will skip"; fi; \
-	fi
+	$(call apt-install,chromium,chromium,installed a headless browser (Debian chromium) for the fleet page test,the fleet page test will skip)
+
+# `posguard sim --fleet` runs its terminals' days under PyPy when there is one (docs/fleet.md: the
+# 20 x 12 h fleet needs about a third of CPython's CPU there): Debian's pypy3 where this machine lets us
+# (root with apt-get); otherwise the fleet runs on CPython, slower, and says which interpreter ran it.
+pypy:
+	$(call apt-install,pypy3,pypy3,installed PyPy (Debian pypy3) for the fleet simulation's terminals,the fleet simulation runs its terminals on CPython)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "posguard needs Python 3.11 or newer")'

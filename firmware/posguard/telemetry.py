@@ -25,6 +25,8 @@ _REVERSALS_PER_STEP = const(4)
 _POLL_PER_STEP = const(4)
 _ACK_MAX = const(96)  # an ack message longer than this is not ours: ignored
 _LIST_MAX = const(16)  # sale ids in one event (the journal's unfinished-sale limit)
+_OPEN = const(1)  # sales.OPEN ... sales.PRINTED: a sale on its way (REVERSAL_PENDING is not)
+_PRINTED = const(5)
 
 # Battery fields passed on as they are (numbers, booleans, short words); anything else is left out.
 _BATTERY_KEYS = ("soc_pct", "state", "soh_pct", "replace", "charger_fault", "fault", "receipts_left",
@@ -196,14 +198,29 @@ class Telemetry:
 
     # -- the step --------------------------------------------------------------------------------------
     def _trading(self):
-        """(a sale is in progress, hold publishing too). A steady stream of sales would keep telemetry
+        """(a sale is in progress, hold publishing too). A sale is in progress while the cashier app
+        spoke within QUIET_MS or a receipt prints (busy_fn), and also while a sale is open in the journal
+        and not yet paid and printed (a payment host may answer many seconds after "pay": a connect
+        attempt then would hold the event loop when the approval comes in, up to CONNECT_MS with the
+        broker's host gone). A steady stream of sales, or a sale the app left open, would keep telemetry
         quiet forever: after one interval of waiting, a connected session publishes anyway between two
-        requests (a publish on a LAN takes milliseconds); connecting always waits for a quiet moment."""
-        if self.busy_fn is None or not self.busy_fn():
+        requests (a publish on a LAN takes milliseconds), and an open sale the app has been silent about
+        for that long no longer holds a connect back; a connect always waits for a quiet host link."""
+        busy = self.busy_fn is not None and self.busy_fn()
+        if not busy and not self._sale_open():
             self._deferred = 0
             return False, False
         self._deferred += 1
-        return True, self._deferred * TICK_S < self.cfg.interval_s
+        late = self._deferred * TICK_S >= self.cfg.interval_s
+        return busy or not late, not late
+
+    def _sale_open(self):
+        live = getattr(self.book, "live", None)  # sales.SaleBook: sale id -> [state, ...], unfinished ones
+        if live:
+            for e in live.values():
+                if _OPEN <= e[0] <= _PRINTED:
+                    return True
+        return False
 
     def step(self):
         st = self.status_fn()

@@ -33,6 +33,8 @@ _RANGES = (
     (0.150, 2.450, 3.10),
 )
 _NOISE_PP_LSB = 25.0
+_NOISE_K = _NOISE_PP_LSB / 6.0  # the factor read_uv applied as (_NOISE_PP_LSB / 6.0): the same float
+_RING = 64  # noise draws made at once: one pack reading's samples
 _VREF_SPREAD = 0.09  # 1000-1200 mV around 1100 mV
 
 
@@ -86,6 +88,10 @@ class ADC:
         self._gain_frac = unit.uniform(-0.5, 0.5)
         self._vref = 1.0 + unit.uniform(-_VREF_SPREAD, _VREF_SPREAD)
         self._noise = Rng(seed * 7919 + self._id * 31 + 1, add=12345, zero=0x9E3779B9, warmup=4)
+        # The noise stream drawn ahead into a preallocated ring, _RING at a time, and taken in order: the
+        # same numbers in the same order as one uniform3() per sample (nothing else draws from _noise).
+        self._ring = [0.0] * _RING
+        self._ring_i = _RING
         self._width_bits = 12
         self._atten = 3
         self.init(atten=atten)
@@ -99,6 +105,11 @@ class ADC:
         if a not in (0, 1, 2, 3):
             raise ValueError("invalid attenuation %r" % (a,))
         self._atten = a
+        # read_uv's per-attenuation constants, computed here once with the very operations it used to
+        # repeat per sample (so the same floats): range, LSB, this unit's offset and gain error in volts.
+        lo, hi, sat = _RANGES[a]
+        band = self._bands[a] / 1000.0
+        self._k = (lo, hi, sat, sat / 4095.0, self._off_frac * band, self._gain_frac * band)
 
     def width(self, w):
         if w not in (0, 1, 2, 3):
@@ -109,11 +120,21 @@ class ADC:
     def _pin_v(self):
         return float(self._board.analog_v(self._id))
 
+    def _next_noise(self):
+        """The next uniform3(-1, 1) of the noise stream, from the ring (refilled _RING draws at a time)."""
+        i = self._ring_i
+        ring = self._ring
+        if i >= _RING:
+            draw = self._noise.uniform3
+            for k in range(_RING):
+                ring[k] = draw(-1.0, 1.0)
+            i = 0
+        self._ring_i = i + 1
+        return ring[i]
+
     def _noise_v(self, sat):
         lsb = sat / 4095.0
-        r = self._noise
-        u = r.uniform(-1.0, 1.0) + r.uniform(-1.0, 1.0) + r.uniform(-1.0, 1.0)
-        return u * (_NOISE_PP_LSB / 6.0) * lsb
+        return self._next_noise() * _NOISE_K * lsb
 
     def _effective_v(self):
         lo, hi, sat = _RANGES[self._atten]
@@ -136,10 +157,26 @@ class ADC:
         (adc.c:87, adc.c:94) when the eFuse holds nothing."""
         if not getattr(self._board, "adc_efuse_cal", True):
             raise OSError(262, "ESP_ERR_NOT_SUPPORTED")  # check_esp_err raises OSError(esp_err)
-        v, hi, sat = self._effective_v()
-        band = self._bands[self._atten] / 1000.0
-        v = v + self._off_frac * band + self._gain_frac * band * (v / hi)
-        lsb = sat / 4095.0
+        # _effective_v() and _transfer() written out in place, the constants from atten() and the noise
+        # from the ring (the firmware reads 64 samples per pack reading: this is the simulator's hottest
+        # call); the same operations in the same order, so the same numbers.
+        lo, hi, sat, lsb, off, gain = self._k
+        i = self._ring_i
+        if i >= _RING:
+            u = self._next_noise()
+        else:
+            u = self._ring[i]
+            self._ring_i = i + 1
+        v = float(self._board.analog_v(self._id)) + u * _NOISE_K * lsb
+        if v <= 0.0:
+            v = 0.0
+        elif v < lo:
+            v = lo * (v / lo) * (v / lo)
+        elif v > hi:
+            v = hi + (v - hi) * (sat - hi) / (1.1 * sat - hi)
+            if v > sat:
+                v = sat
+        v = v + off + gain * (v / hi)
         steps = int(v / lsb + 0.5)
         if steps < 0:
             steps = 0

@@ -121,6 +121,8 @@ class Battery:
         self.charge_a = 0.0  # charger current offered (A); 0: no charger
         self.v_rc = 0.0
         self.drawn_ah = 0.0
+        self._tv_key = None  # terminal_v's last inputs and answer
+        self._tv = 0.0
         self.set_soc(soc)
 
     @classmethod
@@ -198,9 +200,19 @@ class Battery:
 
     # -- PowerDomain source interface -----------------------------------------------------------
     def terminal_v(self, amps):
+        # A pure function of the load and the pack's state: the firmware reads the pack 64 times in a
+        # burst at one instant (battery.py _trimmed_uv), so the last answer is kept with everything it
+        # depends on and given again only while all of that is unchanged (exact, not an approximation).
+        key = (amps, self.drawn_ah, self.v_rc, self.cell_c, self.charge_a, self.r_growth, self.fade,
+               self.kinetics, self.cap_share, self.contact_ohm, self.capacity_ah, self.cells)
+        if key == self._tv_key:
+            return self._tv
         net = amps - self._charger_a(amps)
         v = self.ocv_cell() - net * self.r0_cell() - self.v_rc
-        return self.cells * (v if v > 0.0 else 0.0)
+        v = self.cells * (v if v > 0.0 else 0.0)
+        self._tv_key = key
+        self._tv = v
+        return v
 
     def step(self, dt_s, amps):
         if dt_s <= 0.0:

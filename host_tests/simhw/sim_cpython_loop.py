@@ -1,6 +1,8 @@
 # CPython only: an asyncio event loop whose clock is the simulated world's clock.
 # The firmware calls asyncio.run(); under CPython that builds a loop through the policy installed here.
 # When the loop would block, virtual time jumps to the next deadline instead (no real sleeping).
+from __future__ import annotations
+
 import asyncio
 import math
 import selectors
@@ -18,6 +20,11 @@ class _VirtualSelector(selectors.SelectSelector):
             # Round up: a truncated 0.99 us would leave the timer never due and the loop spinning.
             sim_clock.idle_wait_us(max(1, math.ceil(timeout * 1_000_000 - 1e-6)))
         sim_clock.run_scheduled()
+        if len(self.get_map()) <= 1:
+            # Only the loop's own self-pipe is registered (the firmware's sockets are blocking ones with
+            # timeouts, never registered here) and nothing writes to it in the simulation: skip the
+            # select() system call the loop would make on every turn (a measured hot spot of long days).
+            return []
         return super().select(0)
 
 

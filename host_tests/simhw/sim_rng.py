@@ -37,5 +37,24 @@ class Rng:
     def uniform(self, lo, hi):
         return lo + (hi - lo) * self.random()
 
+    def uniform3(self, lo, hi):
+        """uniform(lo, hi) + uniform(lo, hi) + uniform(lo, hi), the same numbers from the same stream in
+        one call (the ADC's noise on every sample: a hot path)."""
+        s = self.s
+        s ^= (s << 13) & _MASK
+        s ^= s >> 17
+        s ^= (s << 5) & _MASK
+        a = s
+        s ^= (s << 13) & _MASK
+        s ^= s >> 17
+        s ^= (s << 5) & _MASK
+        b = s
+        s ^= (s << 13) & _MASK
+        s ^= s >> 17
+        s ^= (s << 5) & _MASK
+        self.s = s
+        w = hi - lo
+        return (lo + w * (a / 4294967296.0)) + (lo + w * (b / 4294967296.0)) + (lo + w * (s / 4294967296.0))
+
     def expo(self, mean):
         return -mean * math.log(1.0 - self.random())

@@ -59,7 +59,7 @@ TABLE: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def entry(code: str) -> tuple[str, str, str, str] | None:
+def entry(code: str) -> "tuple[str, str, str, str] | None":
     """(code, exception class name, kind, what to do) of a code, None if the table lacks it."""
     for row in TABLE:
         if row[0] == code:
