@@ -61,7 +61,7 @@ class SSLContext:
         except _ssl.SSLError:
             raise OSError(errno.ECONNABORTED, "ECONNABORTED")
         sock._s = s
-        return _SSLSocket(s)
+        return _SSLSocket(s, sock)
 
 
 class _NothingYetIsBlocking:
@@ -82,5 +82,8 @@ class _NothingYetIsBlocking:
 
 
 class _SSLSocket(usocket.socket):
-    def __init__(self, s):
+    def __init__(self, s, tcp):
         self._s = _NothingYetIsBlocking(s)
+        # the wrapped TCP socket's timeout and wait bookkeeping (usocket charges waits to the virtual clock)
+        self._timeout = tcp._timeout
+        self._wrote = False
