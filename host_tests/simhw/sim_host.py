@@ -44,7 +44,11 @@ class HostPeer:
     def __init__(self, board, uart_id=None):
         self.board = board
         self.uart_id = board.profile["host"]["uart_id"] if uart_id is None else uart_id
-        self._rx = bytearray()
+        # Preallocated when the world is built (before sim_heap pins the firmware's areas): a reply line grown
+        # byte by byte would reallocate inside the firmware's modelled heap, a cost the chip never pays (the
+        # host is another machine).
+        self._rx = bytearray(_MAX_LINE)
+        self._n = 0
         self.replies = []  # decoded replies not taken by a handler (bounded)
         self.on_reply = None  # fn(reply dict): takes every reply while set (tests, the day's bad-lines probe)
         self.on_line = None  # fn(raw line bytes): the client, while no on_reply is set
@@ -58,13 +62,15 @@ class HostPeer:
         self.bytes_in += len(data)
         for b in data:
             if b == 10:
-                self._line(bytes(self._rx))
-                self._rx = bytearray()
-            elif len(self._rx) < _MAX_LINE:
-                self._rx.append(b)
+                n = self._n
+                self._n = 0
+                self._line(bytes(memoryview(self._rx)[:n]))
+            elif self._n < _MAX_LINE:
+                self._rx[self._n] = b
+                self._n += 1
             else:
                 self.bad_replies += 1
-                self._rx = bytearray()
+                self._n = 0
 
     def _line(self, raw):
         if self.on_reply is None and self.on_line is not None:
