@@ -16,7 +16,7 @@ CHECK_ARGS ?=
 DEPLOY_ARGS ?=
 VBOARD_ARGS ?=
 
-.PHONY: browser cjk-font help pypy setup test bench sim deploy repl provision vboard clean need-port
+.PHONY: browser cjk-font help pypy setup test bench sim deploy repl provision vboard vboard-paper vboard-stop clean need-port
 
 help:
 	@echo "make test        everything CI checks (ruff, mypy, MicroPython gate, pytest on CPython + unix port)"
@@ -103,7 +103,6 @@ provision: setup need-port
 vboard: setup
 	$(POSGUARD) vboard --board $(BOARD) $(VBOARD_ARGS)
 
-.PHONY: vboard-paper vboard-stop
 vboard-paper: setup
 	$(POSGUARD) vboard paper
 

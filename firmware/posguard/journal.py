@@ -209,11 +209,11 @@ class Journal:
         b0 = h0 is None and R.is_blank(self.rbuf)
         hgen = -1
         found = 0
-        if h0 is not None and (h0[0] == R.T_ERASED or h0[0] == R.T_RETIRED):
+        if h0 is not None and (h0[R.H_TYPE] == R.T_ERASED or h0[R.H_TYPE] == R.T_RETIRED):
             found = _SCAN_OURS
-            hgen = h0[6]
+            hgen = h0[R.H_GEN]
             self._note_erase_header(s, h0)
-            if h0[0] == R.T_RETIRED:
+            if h0[R.H_TYPE] == R.T_RETIRED:
                 self.kind[s] = K_RETIRED
                 return found, torn_seq
         self.kind[s] = K_DIRTY
@@ -226,7 +226,7 @@ class Journal:
         t1 = -1  # page 1's record type, sequence and generation (rbuf is read again below)
         seq1 = gen1 = 0
         if h1 is not None:
-            t1, seq1, gen1 = h1[0], h1[3], h1[6]
+            t1, seq1, gen1 = h1[R.H_TYPE], h1[R.H_SEQ], h1[R.H_GEN]
         elif not b1:
             torn_seq = self._torn_seq(torn_seq)
         self._read(pg0 + 2)
@@ -239,8 +239,8 @@ class Journal:
         last = 0 if b1 else 1
         if t1 >= R.T_CHECKPOINT:
             seq, gen = seq1, gen1
-        elif h2 is not None and h2[0] >= R.T_CHECKPOINT:
-            seq, gen = h2[3], h2[6]
+        elif h2 is not None and h2[R.H_TYPE] >= R.T_CHECKPOINT:
+            seq, gen = h2[R.H_SEQ], h2[R.H_GEN]
         elif b1 and b2:
             if b0:
                 return _SCAN_BLANK, torn_seq
@@ -253,7 +253,7 @@ class Journal:
             self.kind[s] = K_USED
             self.sseq[s] = seq
             gens[s] = gen
-        elif hgen >= 0 and h0[0] == R.T_ERASED and last + 2 < PAGES:
+        elif hgen >= 0 and h0[R.H_TYPE] == R.T_ERASED and last + 2 < PAGES:
             self.kind[s] = K_SPARE  # page last + 1 may hold a program cut blank: never reused
             self.start[s] = last + 2
             gens[s] = hgen
@@ -262,11 +262,11 @@ class Journal:
     def _note_erase_header(self, s, h0):
         # An erase header (rbuf) carries the sector's erase count, the highest count and the floor
         # known when it was written, and the format generation it was erased into.
-        self.max_gen = max(self.max_gen, h0[6])
-        if self.erase_counts[s] < h0[4]:
-            self.erase_counts[s] = h0[4]
-        self.count_known = max(self.count_known, h0[4])
-        if h0[5] >= 8:
+        self.max_gen = max(self.max_gen, h0[R.H_GEN])
+        if self.erase_counts[s] < h0[R.H_SID]:
+            self.erase_counts[s] = h0[R.H_SID]
+        self.count_known = max(self.count_known, h0[R.H_SID])
+        if h0[R.H_LEN] >= 8:
             known, hfloor = struct.unpack_from(_HDR_PAYLOAD, self.rbuf, R.PAYLOAD_AT)
             self.count_known = max(self.count_known, known)
             self.floor = max(self.floor, hfloor)

@@ -328,7 +328,7 @@ class PowerMonitor:
         """A receipt finished: learn its current and length (when measured) and how far its minimum
         was from what the model predicts from its start state; that error sizes the margin."""
         unsensed_chg = self._rx_chg and not self.measured()
-        if not self.measured() and not unsensed_chg:
+        if not self.measured() and not self._rx_chg:
             self._learn_sag()
         if self._rx_n == 0:
             return

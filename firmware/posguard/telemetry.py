@@ -13,7 +13,7 @@ import time
 
 from micropython import const
 
-from posguard import VERSION
+from posguard import VERSION, states
 from posguard.telemetry_queue import PAYLOAD_MAX, EventQueue
 
 TICK_S = 1.0
@@ -25,8 +25,6 @@ _REVERSALS_PER_STEP = const(4)
 _POLL_PER_STEP = const(4)
 _ACK_MAX = const(96)  # an ack message longer than this is not ours: ignored
 _LIST_MAX = const(16)  # sale ids in one event (the journal's unfinished-sale limit)
-_OPEN = const(1)  # sales.OPEN ... sales.PRINTED: a sale on its way (REVERSAL_PENDING is not)
-_PRINTED = const(5)
 
 # Battery fields passed on as they are (numbers, booleans, short words); anything else is left out.
 _BATTERY_KEYS = ("soc_pct", "state", "soh_pct", "replace", "charger_fault", "fault", "receipts_left",
@@ -218,7 +216,7 @@ class Telemetry:
         live = getattr(self.book, "live", None)  # sales.SaleBook: sale id -> [state, ...], unfinished ones
         if live:
             for e in live.values():
-                if _OPEN <= e[0] <= _PRINTED:
+                if states.OPEN <= e[0] <= states.PRINTED:  # a sale on its way (REVERSAL_PENDING is not)
                     return True
         return False
 

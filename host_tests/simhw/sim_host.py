@@ -166,10 +166,6 @@ class HostClient:
     def status(self, cb):
         self.call(({"op": "status"}, None), cb)
 
-    def request(self, req, cb):
-        """Any request dict (without seq)."""
-        self.call((req, None), cb)
-
     # -- the exchange -------------------------------------------------------------------------------
     def call(self, built, cb):
         """built: (request, memo) from a protocol builder."""

@@ -634,13 +634,13 @@ def _boot(files):
     import sim_board
 
     b = board
+    sim_board._reset_event_loop()  # before the boot hooks, as Board.boot_once (the heap re-pin counts from here)
     b.power_up()
     b.power.set_load("board", b.profile["power"]["idle_a"])
     # Strapping pins are sampled by the chip's reset, not by a soft reset (only the VM restarts then).
     chip_reset = (os.getenv("POSGUARD_VBOARD_RESET") or "start") not in ("soft", "resume")
     if chip_reset and b.pin_net(_ROM_STRAP_PIN).world_level == 0:
         return "rom"
-    sim_board._reset_event_loop()
     try:
         sim_board.run_files([name for name in files if _exists(name)])
         return None

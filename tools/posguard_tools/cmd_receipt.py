@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             f"({world.pcfg['flow']}), printed in {seconds:.2f} s, dropped {pr.dropped} -> {args.out}"
         )
         if args.png:
-            dots = 384 if world.pcfg["paper_mm"] == 58 else 576
+            dots = render.dots_for(world.pcfg["paper_mm"])
             msg = render.render(list(pr.printed), dots, world.pcfg["encoding"], args.png)
             print(f"paper image -> {args.png} ({msg})")
         return 0

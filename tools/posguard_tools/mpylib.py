@@ -42,7 +42,7 @@ PINNED = (
 
 
 # firmware/package.json "deps" (mip's [package, version]): the micropython-lib names and versions of PINNED.
-MIP_DEPS = (("umqtt.simple", "1.3.4"),)
+MIP_DEPS = tuple((project.removeprefix("micropython-"), version) for project, version, _h, _f in PINNED)
 # The board-profile section whose firmware code imports each of MIP_DEPS: `posguard deploy` copies a
 # dependency, compiled, to a .mpy board only when its profile has that section (umqtt.simple: telemetry,
 # posguard/mqtt_link.py, started by posguard/app.py when "network" is not null).
@@ -92,12 +92,7 @@ def install(force: bool = False) -> Path:
 
 def _deps() -> list[tuple[str, str, tuple[str, ...]]]:
     """MIP_DEPS with the files of their PINNED archives: (mip name, version, module files)."""
-    out: list[tuple[str, str, tuple[str, ...]]] = []
-    for (name, version), (_p, pinned, _h, files) in zip(MIP_DEPS, PINNED, strict=True):
-        if version != pinned:
-            raise RuntimeError(f"MIP_DEPS {name} {version} is not the pinned {pinned}")
-        out.append((name, version, files))
-    return out
+    return [(project.removeprefix("micropython-"), version, files) for project, version, _h, files in PINNED]
 
 
 def deps_for(profile: dict[str, Any]) -> list[tuple[str, Path]]:

@@ -8,6 +8,7 @@ system (Debian: fonts-wqy-zenhei or fonts-noto-cjk); without one they come out a
 
 from __future__ import annotations
 
+import functools
 import importlib
 import subprocess
 from pathlib import Path
@@ -46,13 +47,22 @@ def find_font() -> tuple[str | None, str]:
     return None, "no CJK font found: Chinese glyphs will be drawn as boxes; " + FONT_HINT
 
 
+def dots_for(paper_mm: int) -> int:
+    """Printer dots per line for a paper width (203 dpi: 58 mm paper prints 384 dots, 80 mm 576)."""
+    return 384 if int(paper_mm) == 58 else 576
+
+
+@functools.cache
+def _escpos() -> Any:
+    # Loaded once, on first use: importing this module does not put the firmware on sys.path.
+    paths.use_simulated_hardware()  # the firmware's modules and the micropython.const they use
+    return importlib.import_module("posguard.escpos")
+
+
 def _is_wide(ch: str) -> bool:
     # What the printer draws double width is the firmware's own range list (escpos.is_wide), so the picture
-    # and the firmware's layout can never disagree about a column. Loaded on first use: importing this
-    # module does not put the firmware on sys.path.
-    paths.use_simulated_hardware()  # the firmware's modules and the micropython.const they use
-    escpos: Any = importlib.import_module("posguard.escpos")
-    return bool(escpos.is_wide(ord(ch)))
+    # and the firmware's layout can never disagree about a column.
+    return bool(_escpos().is_wide(ord(ch)))
 
 
 def decode_segment(raw: bytes, chinese_mode: bool, encoding: str) -> list[tuple[str, int]]:

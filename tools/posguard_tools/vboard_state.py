@@ -154,11 +154,13 @@ def duration(seconds: float) -> str:
 
 def paper_dots(fs_dir: Path) -> tuple[int, str]:
     """(dots per line, encoding) of the printer in the board's board.json (58 mm: 384 dots, else 576)."""
+    from posguard_tools import render  # Pillow: only when the paper is drawn
+
     try:
         printer = json.loads((fs_dir / "board.json").read_text())["printer"]
-        return (384 if int(printer["paper_mm"]) == 58 else 576), str(printer["encoding"])
+        return render.dots_for(printer["paper_mm"]), str(printer["encoding"])
     except (OSError, ValueError, KeyError, TypeError):
-        return 384, "gb18030"
+        return render.dots_for(58), "gb18030"
 
 
 VBOARD_PORT = "vboard"  # `--port vboard`: the REPL of the virtual board running for out/vboard.json
